@@ -1,0 +1,36 @@
+"""Agents: baseline learning-rate policies and the PPO controller, behind one interface.
+
+An agent name is a spec file name in ``agents/`` (its ``kind`` picks the code) or
+``ppo:PATH`` for a trained controller's checkpoint folder.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from lrgym.agents.base import Agent, Decision, EpisodeResult, EpisodeStart, make_env, run_episode
+from lrgym.data import unknown_name_error
+from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+
+__all__ = [
+    "Agent", "Decision", "EpisodeResult", "EpisodeStart", "make_env", "run_episode",
+    "make_agent", "AGENT_KINDS",
+]
+
+# kind (in an agent spec) -> "module:factory"; a factory takes (spec: AgentSpec, task: TaskSpec).
+# Imported lazily so that ``lrgym list`` does not pay for stable-baselines3.
+AGENT_KINDS: dict[str, str] = {}
+
+
+def make_agent(name: str, task: TaskSpec, **options: Any) -> Agent:
+    """Build agent ``name`` (a spec in ``agents/`` or ``ppo:PATH``) for ``task``."""
+    if name.startswith("ppo:"):
+        spec = AgentSpec(name=name, kind="ppo-checkpoint", params={"path": name[4:]})
+    else:
+        spec = load_agent_spec(name)
+    if spec.kind not in AGENT_KINDS:
+        raise unknown_name_error("agent kind", spec.kind, list(AGENT_KINDS))
+    module_name, factory_name = AGENT_KINDS[spec.kind].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    return factory(spec, task, **options)

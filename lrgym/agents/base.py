@@ -1,0 +1,135 @@
+"""The agent interface and the one function that runs an episode of any agent on any task."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from lrgym.env import LRControlEnv
+from lrgym.specs import TaskSpec
+
+
+@dataclass
+class EpisodeStart:
+    """The facts an agent gets at the start of an episode.
+
+    ``env`` is the unwrapped environment: agents that need more than the observation
+    (ASLR's per-group sampler, the lookahead's trial steps on the trainee) use it.
+    """
+
+    task: TaskSpec
+    initial_lr: float
+    seed: int
+    env: LRControlEnv
+
+    @property
+    def steps(self) -> int:
+        return self.task.steps
+
+    @property
+    def interval(self) -> int:
+        return self.task.interval
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A learning-rate policy. ``action_mode`` is the env action mode it speaks
+    (``"lr"``: absolute rates, ``"scale"`` or ``"discrete"``)."""
+
+    action_mode: str
+
+    def reset(self, start: EpisodeStart) -> None:
+        """Called after the env's reset, before the first decision."""
+
+    def act(self, observation: np.ndarray, info: dict[str, Any]) -> Any:
+        """The action for the next interval, given the latest observation and info."""
+
+
+@dataclass
+class Decision:
+    """One row of an episode's trajectory (after the interval the decision governed)."""
+
+    decision: int
+    step: int
+    lr: float
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    reward: float
+
+
+@dataclass
+class EpisodeResult:
+    trajectory: list[Decision]
+    final_info: dict[str, Any]
+    first_observation: np.ndarray
+    initial_lr: float
+    wall_time: float
+    episode_return: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def diverged(self) -> bool:
+        return bool(self.final_info.get("diverged", False))
+
+
+def make_env(task: TaskSpec, action_mode: str | None = None, **env_options: Any) -> LRControlEnv:
+    """An unwrapped env for ``task`` (optionally with another action mode)."""
+    if action_mode is not None and action_mode != task.action:
+        task = task.replace(action=action_mode)
+    return LRControlEnv(**task.to_dict(), **env_options)
+
+
+def run_episode(
+    agent: Agent,
+    task: TaskSpec | LRControlEnv,
+    seed: int,
+    **env_options: Any,
+) -> EpisodeResult:
+    """Run one episode of ``agent`` on ``task`` with episode seed ``seed``.
+
+    :param task: a task spec (an env is built in the agent's action mode) or an env
+        already in that mode (reused, e.g. across seeds).
+    :param env_options: ``device``, ``data_dir``, ``download`` for a new env.
+    """
+    if isinstance(task, LRControlEnv):
+        env = task
+        if env.task.action != agent.action_mode:
+            raise ValueError(
+                f"agent speaks action mode {agent.action_mode!r}, env uses {env.task.action!r}"
+            )
+    else:
+        env = make_env(task, agent.action_mode, **env_options)
+    started = time.perf_counter()
+    observation, info = env.reset(seed=seed)
+    first_observation = observation.copy()
+    agent.reset(EpisodeStart(env.task, info["initial_lr"], seed, env))
+    trajectory: list[Decision] = []
+    episode_return, done = 0.0, False
+    while not done:
+        action = agent.act(observation, info)
+        observation, reward, terminated, truncated, info = env.step(action)
+        episode_return += reward
+        done = terminated or truncated
+        trajectory.append(
+            Decision(
+                decision=len(trajectory),
+                step=info["step"],
+                lr=info["lr"],
+                train_loss=info["train_loss"],
+                val_loss=info["val_loss"],
+                val_accuracy=info["val_accuracy"],
+                reward=reward,
+            )
+        )
+    return EpisodeResult(
+        trajectory=trajectory,
+        final_info=info,
+        first_observation=first_observation,
+        initial_lr=trajectory[0].lr if trajectory else float("nan"),
+        wall_time=time.perf_counter() - started,
+        episode_return=episode_return,
+    )

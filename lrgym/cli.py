@@ -1,0 +1,56 @@
+"""The ``lrgym`` command line: one entry point, one module per subcommand.
+
+Each module in ``lrgym.commands`` has ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int`` and keeps its heavy imports inside ``run`` so that every
+command starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from lrgym.data import DataNotFoundError
+
+COMMANDS = ("list", "episode", "train", "evaluate", "transfer", "experiment")
+
+
+def _command_modules() -> dict[str, object]:
+    modules = {}
+    for name in COMMANDS:
+        try:
+            modules[name] = importlib.import_module(f"lrgym.commands.{name}_command")
+        except ModuleNotFoundError as error:
+            if error.name != f"lrgym.commands.{name}_command":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lrgym",
+        description="Meta-train a learning-rate controller with RL; evaluate and transfer it.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _command_modules().items():
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (ValueError, DataNotFoundError, FileNotFoundError) as error:
+        print(f"lrgym {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lrgym {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``lrgym`` subcommand (``<name>_command.py``), plus shared flags."""

@@ -1,0 +1,61 @@
+"""``lrgym episode TASK``: one episode of one agent, its learning-rate trajectory printed."""
+
+from __future__ import annotations
+
+import argparse
+
+from lrgym.commands.common import (
+    add_data_arguments,
+    add_override_argument,
+    env_options,
+    parse_overrides,
+)
+
+HELP = "run one episode of an agent on a task and print its learning-rate trajectory"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task", help="task spec name (see `lrgym list`)")
+    parser.add_argument(
+        "--agent", default=None,
+        help="agent spec name or ppo:PATH (default: keep the initial learning rate)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="episode seed")
+    add_override_argument(parser)
+    add_data_arguments(parser)
+
+
+class HoldAgent:
+    """Keeps the initial learning rate: scale action 0 at every decision."""
+
+    action_mode = "scale"
+
+    def reset(self, start) -> None:
+        pass
+
+    def act(self, observation, info):
+        import numpy as np
+
+        return np.zeros(1, dtype=np.float32)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrgym.agents import make_agent, run_episode
+    from lrgym.specs import load_task_spec
+
+    task = load_task_spec(args.task, **parse_overrides(args.overrides))
+    agent = make_agent(args.agent, task) if args.agent else HoldAgent()
+    result = run_episode(agent, task, args.seed, **env_options(args))
+    print(f"{task.name} seed {args.seed} agent {args.agent or 'hold'}: "
+          f"initial lr {result.initial_lr:.3g}, {len(result.trajectory)} decisions")
+    print(f"{'decision':>8} {'step':>6} {'lr':>10} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8}")
+    for row in result.trajectory:
+        print(f"{row.decision:>8} {row.step:>6} {row.lr:>10.3e} {row.train_loss:>10.4f} "
+              f"{row.val_loss:>9.4f} {row.val_accuracy:>8.4f}")
+    info = result.final_info
+    status = "DIVERGED" if result.diverged else "ok"
+    print(f"{status}: test loss {info['test_loss_at_best_val']:.4f} / accuracy "
+          f"{info['test_accuracy_at_best_val']:.4f} at the best-validation point (step "
+          f"{info['best_val_step']}); final test loss {info['final_test_loss']:.4f} / accuracy "
+          f"{info['final_test_accuracy']:.4f}; {result.wall_time:.1f} s")
+    return 0

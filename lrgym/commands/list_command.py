@@ -1,0 +1,53 @@
+"""``lrgym list``: the registered tasks and the agents."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "list the tasks (envs/*.toml) and agents (agents/*.toml)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", action="store_true", help="also say whether each task's data is present")
+
+
+def _data_status(dataset: str) -> str:
+    from lrgym.data import DataNotFoundError, load_dataset
+
+    try:
+        load_dataset(dataset)
+        return "ok"
+    except DataNotFoundError:
+        return "missing"
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrgym import env_id
+    from lrgym.specs import agent_names, load_agent_spec, load_task_spec, task_names
+
+    rows = []
+    for name in task_names():
+        spec = load_task_spec(name)
+        lrs = ",".join(f"{lr:g}" for lr in spec.initial_lrs)
+        row = [
+            env_id(name), spec.dataset, spec.model, spec.optimizer, str(spec.batch_size),
+            str(spec.steps), str(spec.interval), lrs, str(spec.val_size), spec.action,
+        ]
+        if args.data:
+            row.append(_data_status(spec.dataset))
+        rows.append(row)
+    header = ["id", "dataset", "model", "optimizer", "batch", "steps", "interval",
+              "initial_lrs", "val_size", "action"] + (["data"] if args.data else [])
+    _print_table(header, rows)
+    print()
+    _print_table(
+        ["agent", "kind", "description"],
+        [[name, (spec := load_agent_spec(name)).kind, spec.description] for name in agent_names()],
+    )
+    return 0
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    for row in [header, *rows]:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())

@@ -1,0 +1,258 @@
+"""LRControlEnv: learning-rate control of a trainee network as a Gymnasium environment."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from lrgym.data import load_dataset
+from lrgym.features import FEATURE_LIMIT, FEATURE_NAMES, Measurement, observation
+from lrgym.specs import TaskSpec
+from lrgym.trainee import LRSampler, Trainee
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` means the GPU when there is one."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _finite(value: float | None) -> float | None:
+    """Values that are not finite (a diverged trainee) are reported as None."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+class LRControlEnv(gym.Env):
+    """Control the learning rate of a network while it trains.
+
+    Each episode trains a fresh trainee (the task's dataset, model and optimizer) for
+    ``steps`` optimizer steps. Every ``interval`` steps the agent sees the state and
+    decides the learning rate of the next interval.
+
+    ## Observation
+
+    A ``Box(-1e6, 1e6, (8,), float32)``, always finite:
+
+    | index | feature                    | meaning                                                   |
+    |-------|----------------------------|-----------------------------------------------------------|
+    | 0     | train_loss                 | mean training loss over the last interval                 |
+    | 1     | val_loss                   | loss on the episode's fixed validation subset             |
+    | 2     | prediction_variance        | variance of the softmax outputs over the subset, class mean |
+    | 3     | prediction_change_variance | the same for their change since the last decision (0 at reset) |
+    | 4     | final_weight_mean          | mean of the final layer's weights                         |
+    | 5     | final_weight_variance      | variance of the final layer's weights                     |
+    | 6     | log10_lr                   | log10 of the learning rate used in the last interval      |
+    | 7     | budget_fraction            | trainee steps done / ``steps``, in [0, 1]                 |
+
+    At reset nothing has been trained: ``train_loss`` is the validation loss.
+
+    ## Actions (option ``action``)
+
+    - ``scale`` (default): ``Box(-1, 1, (1,))``; ``lr <- lr * lr_scale**a``.
+    - ``discrete``: ``Discrete(3)``; 0, 1, 2 multiply the rate by 1/lr_scale, 1, lr_scale.
+    - ``lr``: ``Box(lr_min, lr_max, (1,))``; the absolute learning rate (heuristic agents).
+
+    The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used.
+    An agent may also install a per-step, per-parameter-group sampler for the next
+    intervals with :meth:`set_lr_sampler` (cleared at every reset).
+
+    ## Reward (option ``reward``)
+
+    - ``val_loss`` (default): minus the validation loss after the interval.
+    - ``log_val_loss``: minus its natural log.
+    - ``improvement``: previous minus current validation loss (sums to the total decrease).
+
+    The test split never enters observation or reward.
+
+    ## Starting state
+
+    ``reset(seed=s)`` derives the trainee's weights, batch order, validation subset and
+    the initial rate (drawn from ``initial_lrs``) from ``s``: same task + same seed gives
+    the same start and the same data whichever agent acts, bit for bit on the CPU.
+
+    ## Episode end
+
+    Terminated after ``steps`` trainee steps (``ceil(steps / interval)`` decisions), or
+    when the trainee diverges: a non-finite or above-``divergence_loss`` training
+    loss, or a non-finite validation loss or final-layer weight. A diverged episode
+    ends with a penalty reward, the reward of a validation loss stuck at
+    ``divergence_loss`` for every remaining decision (so diverging never pays), and the
+    last finite observation with its ``budget_fraction`` set to 1.
+
+    ## Info
+
+    Every step: ``lr``, ``step``, ``train_loss``, ``val_loss``, ``val_accuracy``,
+    ``diverged`` (a loss that is not finite, at divergence, is ``None``). At reset also ``initial_lr``. At the last step also
+    ``test_loss_at_best_val``, ``test_accuracy_at_best_val``, ``best_val_step``,
+    ``final_test_loss``, ``final_test_accuracy``, ``best_val_loss``, ``lr_trajectory``
+    (the rate of every decision). Losses that are not finite are reported as ``None``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        *,
+        data_dir: str | None = None,
+        download: bool = False,
+        device: str | torch.device = "cpu",
+        **spec_fields: Any,
+    ) -> None:
+        self.task = TaskSpec(**spec_fields)
+        self.device = resolve_device(device)
+        self.dataset = load_dataset(
+            self.task.dataset, data_dir=data_dir, download=download, device=self.device
+        )
+        self.observation_space = spaces.Box(
+            -FEATURE_LIMIT, FEATURE_LIMIT, (len(FEATURE_NAMES),), dtype=np.float32
+        )
+        if self.task.action == "scale":
+            self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+        elif self.task.action == "discrete":
+            self.action_space = spaces.Discrete(3)
+        else:
+            self.action_space = spaces.Box(
+                np.float32(self.task.lr_min), np.float32(self.task.lr_max), (1,), dtype=np.float32
+            )
+        self.trainee: Trainee | None = None
+        self._lr_sampler: LRSampler | None = None
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        trainee_seed = int(self.np_random.integers(2**31 - 1))
+        initial_lr = float(self.np_random.choice(np.array(self.task.initial_lrs)))
+        if options and "initial_lr" in options:
+            initial_lr = float(options["initial_lr"])
+        initial_lr = self._clip(initial_lr)
+        self.trainee = Trainee(
+            self.dataset,
+            model=self.task.model,
+            optimizer=self.task.optimizer,
+            lr=initial_lr,
+            batch_size=self.task.batch_size,
+            val_size=self.task.val_size,
+            seed=trainee_seed,
+            optimizer_kwargs=self.task.optimizer_kwargs,
+            device=self.device,
+        )
+        self._lr_sampler = None
+        self._lr_trajectory: list[float] = []
+        measurement = self.trainee.measure()
+        self._previous_val_loss = measurement.val_loss
+        self._last_observation = observation(measurement.val_loss, measurement, initial_lr, 0.0)
+        info = self._step_info(measurement.val_loss, measurement, diverged=False)
+        info["initial_lr"] = initial_lr
+        return self._last_observation, info
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.trainee is None:
+            raise RuntimeError("call reset() before step()")
+        trainee, task = self.trainee, self.task
+        trainee.set_lr(self._clip(self._next_lr(action)))
+        self._lr_trajectory.append(trainee.lr)
+        train_loss = trainee.train(min(task.interval, task.steps - trainee.step), self._lr_sampler)
+        diverged = not math.isfinite(train_loss) or train_loss > task.divergence_loss
+        measurement = None if diverged else trainee.measure()
+        diverged = diverged or not measurement.finite
+        done = trainee.step >= task.steps
+        if diverged:
+            remaining = task.decisions - len(self._lr_trajectory) + 1
+            reward = self._penalty(remaining)
+            obs = self._last_observation.copy()
+            obs[FEATURE_NAMES.index("budget_fraction")] = 1.0
+            info = self._step_info(train_loss, measurement, diverged=True)
+        else:
+            reward = self._reward(measurement.val_loss)
+            obs = observation(train_loss, measurement, trainee.lr, trainee.step / task.steps)
+            info = self._step_info(train_loss, measurement, diverged=False)
+        self._last_observation = obs
+        if done or diverged:
+            info.update(self._final_info())
+        return obs, float(reward), bool(done or diverged), False, info
+
+    # ------------------------------------------------------------------ agent hooks
+    def set_lr_sampler(self, sampler: LRSampler | None) -> None:
+        """Draw each parameter group's rate for every optimizer step (``None``: off).
+
+        ``sampler(global_step, nominal_lr, num_groups)`` returns one rate or one per group.
+        """
+        self._lr_sampler = sampler
+
+    @property
+    def lr(self) -> float:
+        """The learning rate currently in force."""
+        if self.trainee is None:
+            raise RuntimeError("call reset() first")
+        return self.trainee.lr
+
+    # ------------------------------------------------------------------ internals
+    def _clip(self, lr: float) -> float:
+        if not math.isfinite(lr):
+            raise ValueError(f"learning rate must be finite, got {lr}")
+        return float(min(max(lr, self.task.lr_min), self.task.lr_max))
+
+    def _next_lr(self, action: Any) -> float:
+        lr, scale = self.trainee.lr, self.task.lr_scale
+        if self.task.action == "scale":
+            exponent = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1, 1))
+            return lr * scale**exponent
+        if self.task.action == "discrete":
+            choice = int(np.asarray(action).reshape(-1)[0])
+            if choice not in (0, 1, 2):
+                raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
+            return lr * scale ** (choice - 1)
+        return float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+
+    def _reward(self, val_loss: float) -> float:
+        if self.task.reward == "val_loss":
+            reward = -val_loss
+        elif self.task.reward == "log_val_loss":
+            reward = -math.log(max(val_loss, 1e-12))
+        else:
+            reward = self._previous_val_loss - val_loss
+        self._previous_val_loss = val_loss
+        return reward
+
+    def _penalty(self, remaining_decisions: int) -> float:
+        """A validation loss stuck at ``divergence_loss`` for every remaining decision."""
+        stuck = self.task.divergence_loss
+        if self.task.reward == "improvement":
+            return self._previous_val_loss - stuck
+        per_decision = -stuck if self.task.reward == "val_loss" else -math.log(stuck)
+        return per_decision * remaining_decisions
+
+    def _step_info(
+        self, train_loss: float, measurement: Measurement | None, diverged: bool
+    ) -> dict[str, Any]:
+        return {
+            "lr": self.trainee.lr,
+            "step": self.trainee.step,
+            "train_loss": _finite(train_loss),
+            "val_loss": _finite(measurement.val_loss) if measurement else None,
+            "val_accuracy": _finite(measurement.val_accuracy) if measurement else None,
+            "diverged": diverged,
+        }
+
+    def _final_info(self) -> dict[str, Any]:
+        trainee = self.trainee
+        test = self.dataset.test
+        at_best = trainee.evaluate(test, weights="best")
+        final = trainee.evaluate(test, weights="current")
+        return {
+            "test_loss_at_best_val": _finite(at_best.loss),
+            "test_accuracy_at_best_val": _finite(at_best.accuracy),
+            "best_val_step": trainee.best_step,
+            "best_val_loss": _finite(trainee.best_val_loss),
+            "final_test_loss": _finite(final.loss),
+            "final_test_accuracy": _finite(final.accuracy),
+            "lr_trajectory": list(self._lr_trajectory),
+        }

@@ -1,0 +1,20 @@
+"""Shared fixtures: a tiny task on the offline dataset, and CPU determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import lrgym  # noqa: F401  (registers the envs)
+from lrgym.specs import TaskSpec, load_task_spec
+
+torch.set_num_threads(1)  # deterministic and fair on the 2-core CI machine
+
+
+TINY = dict(steps=40, interval=10, batch_size=32, val_size=200)
+
+
+@pytest.fixture
+def tiny_task() -> TaskSpec:
+    """MNIST-1D MLP, 4 decisions of 10 steps: a whole episode in well under a second."""
+    return load_task_spec("mnist1d-mlp", **TINY)
