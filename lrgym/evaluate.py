@@ -1,0 +1,310 @@
+"""Evaluation: every agent on the same seeds, in parallel, written up as tables and figures.
+
+Seeds are paired: run ``seed`` of every agent starts from the same initial weights,
+sees the same batches and is scored on the same validation subset (the env derives
+all of them from the seed), so agents can be compared seed by seed.
+
+Runs are spread over worker processes with :class:`concurrent.futures.ProcessPoolExecutor`
+(spawn context: CUDA and a forked torch do not mix); each worker uses one torch
+thread, loads each dataset once (``lrgym.data`` caches it per process) and builds
+each agent once, then reuses it for every seed it is given.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lrgym.specs import TaskSpec
+
+RESULT_COLUMNS = (
+    "agent", "seed", "initial_lr",
+    "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
+    "final_test_loss", "final_test_accuracy",
+    "best_val_loss", "final_val_loss",
+    "diverged", "decisions", "wall_time",
+)
+TRAJECTORY_COLUMNS = (
+    "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
+)
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """One agent of an evaluation: a label for the tables and how to build it.
+
+    :param label: the name shown in tables and plots (unique within an evaluation).
+    :param name: an agent spec name or ``ppo:PATH``, as for :func:`lrgym.agents.make_agent`.
+    :param options: keyword options passed to ``make_agent`` (e.g. a step-decay
+        configuration chosen on another task). Must be picklable.
+    """
+
+    label: str
+    name: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Evaluation:
+    """The rows of an evaluation: one result per run and one trajectory row per decision."""
+
+    task: TaskSpec
+    agents: list[str]
+    seeds: list[int]
+    results: list[dict[str, Any]]
+    trajectories: list[dict[str, Any]]
+
+
+def agent_entries(names: Sequence[str]) -> list[AgentEntry]:
+    """Entries labelled by their own names (``ppo:PATH`` labelled ``ppo:<folder name>``)."""
+    entries = []
+    for name in names:
+        label = f"ppo:{Path(name[4:]).name}" if name.startswith("ppo:") else name
+        entries.append(AgentEntry(label=label, name=name))
+    labels = [entry.label for entry in entries]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"agent(s) listed twice: {', '.join(duplicates)}")
+    return entries
+
+
+# ---------------------------------------------------------------------------- one run
+_WORKER_AGENTS: dict[tuple, Any] = {}  # agents built in this process, reused across seeds
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # J workers on J cores, not J x all cores
+
+
+def _build_agent(entry: AgentEntry, task: TaskSpec):
+    from lrgym.agents import make_agent
+
+    key = (entry.name, repr(sorted(entry.options.items())), repr(task))
+    if key not in _WORKER_AGENTS:
+        _WORKER_AGENTS[key] = make_agent(entry.name, task, **dict(entry.options))
+    return _WORKER_AGENTS[key]
+
+
+def _number(value: Any) -> float:
+    """Loss-like values from the env: ``None`` (not finite) becomes NaN."""
+    return math.nan if value is None else float(value)
+
+
+def run_one(
+    entry: AgentEntry, task: TaskSpec, seed: int, env_options: Mapping[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One episode of ``entry`` on ``task`` with seed ``seed``: its result row and trajectory rows."""
+    from lrgym.agents import run_episode
+
+    agent = _build_agent(entry, task)
+    episode = run_episode(agent, task, seed, **dict(env_options))
+    info = episode.final_info
+    last = episode.trajectory[-1] if episode.trajectory else None
+    result = {
+        "agent": entry.label,
+        "seed": seed,
+        "initial_lr": episode.initial_lr,
+        "test_loss_at_best_val": _number(info.get("test_loss_at_best_val")),
+        "test_accuracy_at_best_val": _number(info.get("test_accuracy_at_best_val")),
+        "best_val_step": info.get("best_val_step"),
+        "final_test_loss": _number(info.get("final_test_loss")),
+        "final_test_accuracy": _number(info.get("final_test_accuracy")),
+        "best_val_loss": _number(info.get("best_val_loss")),
+        "final_val_loss": _number(last.val_loss) if last else math.nan,
+        "diverged": episode.diverged,
+        "decisions": len(episode.trajectory),
+        "wall_time": episode.wall_time,
+    }
+    trajectory = [
+        {
+            "agent": entry.label,
+            "seed": seed,
+            "decision": row.decision,
+            "step": row.step,
+            "lr": row.lr,
+            "train_loss": _number(row.train_loss),
+            "val_loss": _number(row.val_loss),
+            "val_accuracy": _number(row.val_accuracy),
+            "reward": row.reward,
+        }
+        for row in episode.trajectory
+    ]
+    return result, trajectory
+
+
+# ---------------------------------------------------------------------------- many runs
+def evaluate(
+    task: TaskSpec,
+    agents: Sequence[AgentEntry | str],
+    seeds: Sequence[int],
+    jobs: int = 1,
+    env_options: Mapping[str, Any] | None = None,
+    progress: bool = True,
+) -> Evaluation:
+    """Run every agent on every seed of ``task``.
+
+    :param agents: entries, or agent names (labelled by their names).
+    :param seeds: the evaluation seeds, the same for every agent (paired runs).
+    :param jobs: worker processes; 1 runs in this process.
+    :param env_options: ``device``, ``data_dir``, ``download``.
+    :param progress: show a tqdm progress bar (on stderr).
+    :return: result and trajectory rows ordered by agent, then seed.
+    """
+    from tqdm.auto import tqdm
+
+    entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
+    labels = [entry.label for entry in entries]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"agent labels must be unique, got {labels}")
+    if not entries or not seeds:
+        raise ValueError("need at least one agent and one seed")
+    _check_agents_build(entries, task)
+    env_options = dict(env_options or {})
+    work = [(entry, seed) for entry in entries for seed in seeds]
+    outcomes: dict[tuple[str, int], tuple[dict, list[dict]]] = {}
+    bar = tqdm(total=len(work), desc=f"evaluate {task.name}", unit="run", disable=not progress)
+    if jobs <= 1:
+        _init_worker()
+        for entry, seed in work:
+            outcomes[entry.label, seed] = run_one(entry, task, seed, env_options)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")
+        workers = min(jobs, len(work))
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+            futures = {
+                pool.submit(run_one, entry, task, seed, env_options): (entry.label, seed)
+                for entry, seed in work
+            }
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                bar.update()
+    bar.close()
+    results, trajectories = [], []
+    for entry, seed in work:
+        result, trajectory = outcomes[entry.label, seed]
+        results.append(result)
+        trajectories.extend(trajectory)
+    return Evaluation(task, labels, list(seeds), results, trajectories)
+
+
+def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> None:
+    """Build each agent once here so a bad name or checkpoint fails before any worker starts."""
+    for entry in entries:
+        _build_agent(entry, task)
+
+
+# ---------------------------------------------------------------------------- writing
+def write_csv(path: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: _csv_value(row.get(key)) for key in columns})
+
+
+def _csv_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return value
+
+
+def read_results(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN)."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed: dict[str, Any] = {}
+            for key, value in row.items():
+                if key == "agent":
+                    parsed[key] = value
+                elif key == "diverged":
+                    parsed[key] = value == "True"
+                else:
+                    parsed[key] = math.nan if value == "" else float(value)
+            parsed["seed"] = int(parsed["seed"])
+            rows.append(parsed)
+    return rows
+
+
+def write_tensorboard(evaluation: Evaluation, folder: Path) -> Path:
+    """Scalars per agent (one TensorBoard run each) and seed, against trainee steps."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    root = folder / "tensorboard"
+    writers = {
+        label: SummaryWriter(log_dir=str(root / _safe_name(label))) for label in evaluation.agents
+    }
+    for row in evaluation.trajectories:
+        writer, prefix = writers[row["agent"]], f"seed_{row['seed']}"
+        for key in ("lr", "train_loss", "val_loss", "val_accuracy"):
+            if not math.isnan(row[key]):
+                writer.add_scalar(f"{prefix}/{key}", row[key], global_step=row["step"])
+    for row in evaluation.results:
+        writer = writers[row["agent"]]
+        for key in ("test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_loss"):
+            if not math.isnan(row[key]):
+                writer.add_scalar(f"result/{key}", row[key], global_step=row["seed"])
+    for writer in writers.values():
+        writer.close()
+    return root
+
+
+def _safe_name(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+
+
+def write_evaluation(
+    evaluation: Evaluation, folder: str | Path, reference: str | None = None, title: str | None = None
+) -> dict[str, Path]:
+    """Write results.csv, trajectories.csv, summary.md, lr.png, val_loss.png and TensorBoard scalars.
+
+    :param reference: the agent the others are tested against (default: the first).
+    :return: what was written, by kind.
+    """
+    from lrgym.plots import plot_lr, plot_val_loss
+    from lrgym.statistics import summarize, summary_markdown
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    reference = reference or evaluation.agents[0]
+    if reference not in evaluation.agents:
+        raise ValueError(f"reference agent {reference!r} is not among {evaluation.agents}")
+    paths = {
+        "results": folder / "results.csv",
+        "trajectories": folder / "trajectories.csv",
+        "summary": folder / "summary.md",
+        "lr_plot": folder / "lr.png",
+        "val_loss_plot": folder / "val_loss.png",
+    }
+    write_csv(paths["results"], evaluation.results, RESULT_COLUMNS)
+    write_csv(paths["trajectories"], evaluation.trajectories, TRAJECTORY_COLUMNS)
+    summaries = summarize(evaluation.results, reference=reference)
+    task = evaluation.task
+    heading = title or f"Evaluation on {task.name}"
+    seeds = evaluation.seeds
+    seed_text = f"{seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else seeds
+    text = (
+        f"# {heading}\n\nTask `{task.name}` ({task.dataset}, {task.model}, {task.optimizer}, "
+        f"{task.steps} steps, a decision every {task.interval}, batch {task.batch_size}); "
+        f"{len(seeds)} paired seeds ({seed_text}).\n\n" + summary_markdown(summaries, reference)
+    )
+    paths["summary"].write_text(text)
+    plot_lr(evaluation.trajectories, paths["lr_plot"], evaluation.agents, title=heading)
+    plot_val_loss(evaluation.trajectories, paths["val_loss_plot"], evaluation.agents, title=heading)
+    paths["tensorboard"] = write_tensorboard(evaluation, folder)
+    return paths
+
+
+def default_jobs() -> int:
+    """One worker per CPU this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
