@@ -56,8 +56,8 @@ class Split:
         """Normalised float32 inputs for ``index`` (all when ``None``)."""
         x = self.x if index is None else self.x[index]
         if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
-        return (x - self.mean) / self.std
+            return x.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x if self.mean == 0.0 and self.std == 1.0 else (x - self.mean) / self.std
 
     def labels(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
         return self.y if index is None else self.y[index]
@@ -297,6 +297,8 @@ def _generate_mnist1d(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 
 def _to_split(x: np.ndarray, y: np.ndarray, mean: float, std: float) -> Split:
+    if x.dtype != np.uint8:  # float data are stored normalised: no per-batch arithmetic
+        x, mean, std = ((x - mean) / std).astype(np.float32), 0.0, 1.0
     x = np.require(x, requirements=["C_CONTIGUOUS", "WRITEABLE"])
     return Split(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), mean, std)
 

@@ -88,7 +88,8 @@ class LRControlEnv(gym.Env):
     ## Info
 
     Every step: ``lr``, ``step``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-    ``diverged`` (a loss that is not finite, at divergence, is ``None``). At reset also ``initial_lr``. At the last step also
+    ``diverged`` (a loss that is not finite, at divergence, is ``None``). At reset also
+    ``initial_lr``. At the last step also
     ``test_loss_at_best_val``, ``test_accuracy_at_best_val``, ``best_val_step``,
     ``final_test_loss``, ``final_test_accuracy``, ``best_val_loss``, ``lr_trajectory``
     (the rate of every decision). Losses that are not finite are reported as ``None``.
@@ -183,8 +184,13 @@ class LRControlEnv(gym.Env):
     def set_lr_sampler(self, sampler: LRSampler | None) -> None:
         """Draw each parameter group's rate for every optimizer step (``None``: off).
 
-        ``sampler(global_step, nominal_lr, num_groups)`` returns one rate or one per group.
+        ``sampler(global_step, nominal_lr, num_groups)`` returns one rate or one per group;
+        installing one gives every parameter tensor its own group (ASLR's "per layer").
         """
+        if sampler is not None:
+            if self.trainee is None:
+                raise RuntimeError("call reset() before set_lr_sampler()")
+            self.trainee.split_param_groups()
         self._lr_sampler = sampler
 
     @property

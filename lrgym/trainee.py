@@ -56,18 +56,32 @@ OPTIMIZERS: dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
-def build_optimizer(
-    name: str, model: nn.Module, lr: float, **kwargs
-) -> torch.optim.Optimizer:
-    """Optimizer ``name`` with one parameter group per parameter tensor.
-
-    One group per tensor is what ASLR means by "per layer" (its reference code), and
-    for one shared rate it computes exactly what a single group would.
-    """
+def build_optimizer(name: str, model: nn.Module, lr: float, **kwargs) -> torch.optim.Optimizer:
+    """Optimizer ``name`` over all of ``model``'s parameters, in one parameter group."""
     if name not in OPTIMIZERS:
         raise unknown_name_error("optimizer", name, list(OPTIMIZERS))
-    groups = [{"params": [param], "name": pname} for pname, param in model.named_parameters()]
-    return OPTIMIZERS[name](groups, lr, **kwargs)
+    return OPTIMIZERS[name](list(model.parameters()), lr, **kwargs)
+
+
+def split_param_groups(optimizer: torch.optim.Optimizer) -> None:
+    """Give every parameter tensor its own group, with the same hyperparameters.
+
+    One group per tensor is what ASLR means by "per layer" (its reference code). The
+    optimizer state is keyed by parameter, so it survives; with one shared rate the
+    updates are exactly those of a single group. Done only on request because each
+    group costs a little per step (the optimizer loops over groups).
+    """
+    groups = optimizer.param_groups
+    if len(groups) == sum(len(group["params"]) for group in groups):
+        return
+    split = [
+        {**{key: value for key, value in group.items() if key != "params"}, "params": [param]}
+        for group in groups
+        for param in group["params"]
+    ]
+    optimizer.param_groups = []
+    for group in split:
+        optimizer.add_param_group(group)
 
 
 @dataclass
@@ -125,6 +139,10 @@ class Trainee:
     @property
     def num_groups(self) -> int:
         return len(self.optimizer.param_groups)
+
+    def split_param_groups(self) -> None:
+        """One parameter group per parameter tensor (for per-layer learning rates)."""
+        split_param_groups(self.optimizer)
 
     def set_lr(self, lr: float) -> None:
         """Set the nominal rate; every parameter group gets it."""

@@ -189,3 +189,15 @@ def test_test_split_never_enters_observation_or_reward(monkeypatch):
 def test_direct_construction_with_unknown_field_fails_clearly():
     with pytest.raises(TypeError):
         LRControlEnv(name="x", dataset="mnist1d", model="mlp", bogus=1)
+
+
+def test_per_group_sampler_gives_each_parameter_tensor_a_group_and_same_updates():
+    plain, split = make(initial_lrs=[1e-3]).unwrapped, make(initial_lrs=[1e-3]).unwrapped
+    plain.reset(seed=4)
+    split.reset(seed=4)
+    assert plain.trainee.num_groups == 1
+    split.set_lr_sampler(lambda step, lr, groups: lr)  # the shared rate, through per-tensor groups
+    assert split.trainee.num_groups == len(list(split.trainee.model.parameters()))
+    first = plain.step(np.zeros(1, np.float32))
+    second = split.step(np.zeros(1, np.float32))
+    np.testing.assert_array_equal(first[0], second[0])
