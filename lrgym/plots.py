@@ -53,12 +53,17 @@ def _plot_bands(
 ) -> Path:
     """``piecewise``: the value holds over the interval that ends at its step (a rate)."""
     figure, axes = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    any_values = False
     for agent in agents:
         steps, matrix = seed_matrix(trajectories, agent, key)
         if matrix.size == 0:
             continue
         matrix = np.where(matrix > 0, matrix, np.nan)  # log axis: non-positive values are gaps
         seen = ~np.all(np.isnan(matrix), axis=0)
+        if not seen.any():  # every run diverged before its first finite value
+            axes.plot([], [], label=f"{agent} (no finite values)")
+            continue
+        any_values = True
         steps, matrix = steps[seen], matrix[:, seen]
         if piecewise:  # each rate drawn from the start to the end of its interval
             steps = np.concatenate([[0], steps])
@@ -72,9 +77,10 @@ def _plot_bands(
                 steps, np.nanmin(matrix, axis=0), np.nanmax(matrix, axis=0),
                 step=step, color=line.get_color(), alpha=0.18, linewidth=0,
             )
-    axes.set_yscale("log")
+    if any_values:
+        axes.set_yscale("log")
     low, high = axes.get_ylim()
-    if not piecewise and high < 10 * low:  # under a decade: label the minor ticks as plain numbers
+    if any_values and not piecewise and high < 10 * low:  # under a decade: label the minor ticks as plain numbers
         axes.yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
         axes.yaxis.set_minor_formatter(ticker.FormatStrFormatter("%g"))
     axes.set_xlabel("trainee step")
