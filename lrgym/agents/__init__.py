@@ -20,7 +20,12 @@ __all__ = [
 
 # kind (in an agent spec) -> "module:factory"; a factory takes (spec: AgentSpec, task: TaskSpec).
 # Imported lazily so that ``lrgym list`` does not pay for stable-baselines3.
-AGENT_KINDS: dict[str, str] = {}
+AGENT_KINDS: dict[str, str] = {
+    "schedule": "lrgym.agents.schedules:make_schedule_agent",
+    "aslr": "lrgym.agents.aslr:make_aslr_agent",
+    "lookahead": "lrgym.agents.lookahead:make_lookahead_agent",
+    "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",
+}
 
 
 def make_agent(name: str, task: TaskSpec, **options: Any) -> Agent:

@@ -1,0 +1,236 @@
+"""The tuned step-decay baseline: the source paper's grid search, then a fixed ``StepLR``.
+
+The protocol of Xu et al. (2019): run every configuration of a grid (initial rate
+{0.1, 0.01, 0.001, 0.0001} x decay every {10, 20, 50, 100} steps x factor
+{0.99, 0.9, 0.88}) on *tuning* seeds, pick the one with the best mean best-validation
+loss, then report it on fresh *evaluation* seeds. The tuning seeds are a spec field
+(1000, 1001, 1002 by default), apart from the evaluation seeds 0, 1, ... that
+``lrgym evaluate`` uses.
+
+The grid is data (``agents/step-grid.toml``): ``scheduler`` names any
+``torch.optim.lr_scheduler`` class, ``initial_lrs`` the rates to try and ``[grid]`` each
+keyword's values (absolute, e.g. steps, not fractions of the budget: a chosen
+configuration is transferred to another task unchanged, as the paper did). Another
+schedule family goes through the same protocol with another spec of kind ``step-grid``.
+
+The choice is a JSON-able dict (:func:`tune_step_grid`; :func:`save_choice` and
+:func:`load_choice` write and read it) holding the chosen ``initial_lr``, ``scheduler``
+and ``kwargs``, the score, the tuning seeds, the task it was tuned on and every grid
+row. The ``step-grid`` agent runs the chosen configuration with
+:class:`~lrgym.agents.schedules.ScheduleAgent`: the torch scheduler's rate at every
+trainee step, starting from the chosen initial rate (not the env's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lrgym.agents.base import make_env, run_episode
+from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+
+SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
+GRID_KEYS = ("scheduler", "initial_lrs", "grid", "tuning_seeds")
+AGENT_OPTIONS = ("config", "cache_dir", "jobs", "progress")
+
+
+def grid_configurations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every configuration of a grid spec's params, in grid order (initial rate first)."""
+    missing = [key for key in ("scheduler", "initial_lrs", "grid") if key not in params]
+    if missing:
+        raise ValueError(f"a grid spec needs {', '.join(missing)} (see agents/step-grid.toml)")
+    names = list(params["grid"])
+    configurations = []
+    for initial_lr in params["initial_lrs"]:
+        for values in itertools.product(*(params["grid"][name] for name in names)):
+            configurations.append(
+                {"initial_lr": float(initial_lr), "scheduler": params["scheduler"],
+                 "kwargs": dict(zip(names, values, strict=True))}
+            )
+    return configurations
+
+
+def choice_agent(choice: Mapping[str, Any]) -> ScheduleAgent:
+    """The schedule agent that runs a configuration (a grid row or a saved choice)."""
+    return ScheduleAgent(
+        {"scheduler": choice["scheduler"], "kwargs": dict(choice["kwargs"])}, choice["initial_lr"]
+    )
+
+
+# Envs built in this process, reused across configurations and seeds (the dataset and
+# the env construction are paid once per worker, not once per run).
+_ENVS: dict[str, Any] = {}
+
+
+def score_configuration(
+    task: TaskSpec, configuration: Mapping[str, Any], seed: int, env_options: Mapping[str, Any]
+) -> float:
+    """The best validation loss of one episode of ``configuration`` (``inf`` if none was finite)."""
+    key = json.dumps([task.to_dict(), dict(env_options)], sort_keys=True, default=str)
+    if key not in _ENVS:
+        _ENVS[key] = make_env(task, "lr", **env_options)
+    result = run_episode(choice_agent(configuration), _ENVS[key], seed)
+    best = result.final_info.get("best_val_loss")
+    return math.inf if best is None else float(best)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # J workers on J cores
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # JSON has no infinity
+
+
+def tune_step_grid(
+    task: TaskSpec,
+    spec: AgentSpec | str = "step-grid",
+    seeds: Sequence[int] | None = None,
+    jobs: int = 1,
+    progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run a grid spec's every configuration on tuning seeds of ``task``; return the choice.
+
+    :param task: the task to tune on.
+    :param spec: an agent spec of kind ``step-grid``, or its name in ``agents/``.
+    :param seeds: tuning seeds (default: the spec's ``tuning_seeds``); keep them apart
+        from the evaluation seeds.
+    :param jobs: worker processes (1: in this process). Every argument is picklable.
+    :param progress: show a tqdm progress bar.
+    :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
+    :returns: a JSON-able dict: ``initial_lr``, ``scheduler``, ``kwargs`` (what the agent
+        runs), ``score`` (its mean best validation loss), ``selection``, ``tuning_seeds``,
+        ``tuned_on`` (the task spec), ``agent`` (the grid spec) and ``grid`` (every row with
+        its per-seed ``scores`` and ``mean``; ``None`` stands for not finite).
+    """
+    from tqdm.auto import tqdm
+
+    spec = load_agent_spec(spec) if isinstance(spec, str) else spec
+    configurations = grid_configurations(spec.params)
+    seeds = [int(seed) for seed in (seeds if seeds is not None else spec.params.get("tuning_seeds", [1000]))]
+    if not seeds:
+        raise ValueError("tune_step_grid needs at least one tuning seed")
+    env_options = dict(env_options or {})
+    runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
+    bar = tqdm(total=len(runs), desc=f"tuning {spec.name} on {task.name}", disable=not progress)
+    scores: dict[tuple[int, int], float] = {}
+    if jobs <= 1:
+        for index, seed in runs:
+            scores[index, seed] = score_configuration(task, configurations[index], seed, env_options)
+            bar.update()
+    else:
+        context = multiprocessing.get_context("spawn")  # CUDA and a forked torch do not mix
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+            futures = {
+                (index, seed): pool.submit(score_configuration, task, configurations[index], seed, env_options)
+                for index, seed in runs
+            }
+            for key, future in futures.items():
+                scores[key] = future.result()
+                bar.update()
+    bar.close()
+    rows = []
+    for index, configuration in enumerate(configurations):
+        row_scores = [scores[index, seed] for seed in seeds]
+        mean = sum(row_scores) / len(row_scores)
+        rows.append({**configuration, "scores": [_finite_or_none(s) for s in row_scores], "mean": mean})
+    best = min(rows, key=lambda row: row["mean"])  # ties: the first in grid order
+    if not math.isfinite(best["mean"]):
+        raise ValueError(f"every configuration of {spec.name} diverged on {task.name}")
+    for row in rows:
+        row["mean"] = _finite_or_none(row["mean"])
+    return {
+        "initial_lr": best["initial_lr"],
+        "scheduler": best["scheduler"],
+        "kwargs": best["kwargs"],
+        "score": best["mean"],
+        "selection": SELECTION,
+        "tuning_seeds": seeds,
+        "tuned_on": task.to_dict(),
+        "agent": spec.to_dict(),
+        "grid": rows,
+    }
+
+
+def save_choice(choice: Mapping[str, Any], path: str | Path) -> Path:
+    """Write a choice as JSON (atomically: parallel workers never read half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(choice, indent=2) + "\n")
+    temporary.replace(path)
+    return path
+
+
+def load_choice(path: str | Path) -> dict[str, Any]:
+    """Read a choice written by :func:`save_choice`, checking it names a configuration."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no step-grid choice at {path} (write one with tune_step_grid + save_choice)")
+    choice = json.loads(path.read_text())
+    missing = [key for key in ("initial_lr", "scheduler", "kwargs") if key not in choice]
+    if missing:
+        raise ValueError(f"{path} is not a step-grid choice: it lacks {', '.join(missing)}")
+    return choice
+
+
+def cache_path(cache_dir: str | Path, task: TaskSpec, spec: AgentSpec) -> Path:
+    """Where the choice for ``task`` and ``spec`` is cached: named by both, so a changed
+    task or grid is tuned again instead of reusing a stale choice."""
+    identity = json.dumps([task.to_dict(), spec.to_dict()], sort_keys=True)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"{spec.name}-{task.name}-{digest}.json"
+
+
+def make_step_grid_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> ScheduleAgent:
+    """Factory of kind ``step-grid``: the chosen configuration as a schedule agent.
+
+    Options, in order of precedence:
+
+    - ``config``: a saved choice (a path to its JSON) or a choice dict, e.g. tuned on
+      another task: used as it is (this is how the baseline is transferred);
+    - ``cache_dir``: a folder; the choice for this task and grid is read from it, or
+      tuned now and written there (:func:`cache_path`);
+    - neither: tuned now on ``task`` and kept in memory only.
+
+    Tuning takes ``jobs`` (default 1), ``progress`` (default True) and the env options
+    ``device`` (default ``auto``), ``data_dir``, ``download``. Callers that build the agent
+    in several processes should tune once (:func:`tune_step_grid`) and pass ``config``.
+    """
+    unknown = set(options) - set(AGENT_OPTIONS) - set(ENV_OPTION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"agent {spec.name!r}: unknown option(s) {sorted(unknown)}; "
+            f"valid: {', '.join(AGENT_OPTIONS + ENV_OPTION_KEYS)}"
+        )
+    unknown = set(spec.params) - set(GRID_KEYS)
+    if unknown:
+        raise ValueError(f"agent {spec.name!r}: unknown param(s) {sorted(unknown)}; valid: {', '.join(GRID_KEYS)}")
+    config = options.get("config")
+    if isinstance(config, Mapping):
+        return choice_agent(config)
+    if config is not None:
+        return choice_agent(load_choice(config))
+    cached = cache_path(options["cache_dir"], task, spec) if options.get("cache_dir") else None
+    if cached is not None and cached.is_file():
+        return choice_agent(load_choice(cached))
+    env_options = {"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}}
+    choice = tune_step_grid(
+        task, spec, jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
+        env_options=env_options,
+    )
+    if cached is not None:
+        save_choice(choice, cached)
+    return choice_agent(choice)
