@@ -102,7 +102,7 @@ class LRControlEnv(gym.Env):
         *,
         data_dir: str | None = None,
         download: bool = False,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         **spec_fields: Any,
     ) -> None:
         self.task = TaskSpec(**spec_fields)
