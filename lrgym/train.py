@@ -1,0 +1,269 @@
+"""Meta-training a learning-rate controller with Stable-Baselines3 PPO (or sb3-contrib RecurrentPPO).
+
+Reads top to bottom: build the training environments (each trains trainees) and
+their observation normalisation, build or resume the PPO model, attach the
+callbacks (episode logging, held-out evaluation keeping the best controller,
+periodic checkpoints, progress bar, timing), learn, save.
+
+Seeds, in one place: training episodes use seeds from :data:`TRAINING_SEED_START`
+up, the held-out evaluation during training uses seeds from
+:data:`HELD_OUT_SEED_START`, and ``lrgym evaluate`` uses 0..N-1, so the three never
+overlap. ``seed`` seeds PPO (policy initialisation, action sampling). Resuming
+restores the weights, optimizer state, step count and normalisation statistics, not
+the random streams: a resumed run is a faithful continuation, not a bitwise replay.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import torch
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from lrgym.callbacks import (
+    EpisodeLogCallback,
+    HeldOutEvalCallback,
+    PeriodicCheckpointCallback,
+    PhaseTimerCallback,
+    ProgressBarCallback,
+    TrainingProgress,
+    periodic_checkpoints,
+)
+from lrgym.checkpoint import (
+    CARD_FILE,
+    algorithm_class,
+    annotate_card,
+    load_checkpoint,
+    read_card,
+    save_checkpoint,
+    space_signature,
+)
+from lrgym.env import LRControlEnv, resolve_device
+from lrgym.specs import AgentSpec, TaskSpec
+
+TRAINING_SEED_START = 10_000
+HELD_OUT_SEED_START = 5_000
+# Agent spec params that configure this module rather than the SB3 class.
+DEFAULTS = {
+    "timesteps": 20_000,
+    "eval_every_episodes": 50,  # 0: no held-out evaluation, the final controller is kept
+    "eval_episodes": 6,
+    "checkpoint_every_rollouts": 1,
+}
+
+
+class TrainingSeeds(gym.Wrapper):
+    """Resets the wrapped env with seeds ``first, first + stride, first + 2 stride, ...``.
+
+    A seed passed to ``reset`` is ignored on purpose (SB3 seeds every env with the
+    algorithm's seed): training episodes must stay out of the evaluation seed ranges.
+    """
+
+    def __init__(self, env: gym.Env, first: int, stride: int) -> None:
+        super().__init__(env)
+        self.next_seed, self.stride = int(first), int(stride)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        seed, self.next_seed = self.next_seed, self.next_seed + self.stride
+        return self.env.reset(seed=seed, options=options)
+
+
+def _training_env(
+    task: dict[str, Any], env_options: dict[str, Any], first_seed: int, stride: int, in_subprocess: bool
+) -> gym.Env:
+    if in_subprocess:
+        # One thread per trainee: the parallelism is across envs, and several threads per
+        # small trainee on shared cores are many times slower, not faster (measured).
+        torch.set_num_threads(1)
+    return Monitor(TrainingSeeds(LRControlEnv(**task, **env_options), first_seed, stride))
+
+
+def make_training_env(
+    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any]
+) -> VecEnv:
+    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more."""
+    factories = [
+        functools.partial(_training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1)
+        for index in range(n_envs)
+    ]
+    return SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+
+
+@dataclass
+class TrainResult:
+    """What a call of :func:`train` did (the same numbers are in the checkpoint cards)."""
+
+    folder: Path
+    timesteps: int
+    episodes: int
+    wall_time_s: float  # all sessions of the run
+    session_time_s: float  # this call
+    best_score: float | None
+    best_timesteps: int | None
+    rollout_s: float  # this call: collecting experience (trainee training, policy inference)
+    update_s: float  # this call: PPO updates
+    evaluation_s: float  # this call: held-out evaluation
+
+
+def agent_setting(agent: AgentSpec, name: str) -> Any:
+    return agent.params.get(name, DEFAULTS[name])
+
+
+def train(
+    task: TaskSpec,
+    agent: AgentSpec,
+    out: str | Path,
+    timesteps: int | None = None,
+    n_envs: int = 1,
+    device: str = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    data_dir: str | None = None,
+    download: bool = False,
+    progress_bar: bool = True,
+    extra_callbacks: list[BaseCallback] | None = None,
+) -> TrainResult:
+    """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
+
+    :param out: the run folder: the best controller (``card.json``, ``model.zip``,
+        ``vecnormalize.pkl``), ``periodic/step-N/`` checkpoints, ``tensorboard/``.
+    :param timesteps: total environment steps (controller decisions) of the run,
+        counting earlier sessions when resuming; default from the agent spec.
+    :param n_envs: trainees trained in parallel (subprocesses when more than one).
+    :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
+    :param resume: continue from the last periodic checkpoint in ``out``.
+    :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
+    """
+    out = Path(out)
+    cls = algorithm_class(agent.kind)
+    timesteps = int(timesteps if timesteps is not None else agent_setting(agent, "timesteps"))
+    device_name = str(resolve_device(device))
+    env_options = {"device": device_name, "data_dir": data_dir, "download": download}
+    started = time.perf_counter()
+
+    # ---------------------------------------------------------------- fresh run or resume
+    if resume:
+        candidates = periodic_checkpoints(out / "periodic")
+        if not candidates:
+            raise FileNotFoundError(f"{out}: no periodic checkpoint to resume from")
+        last = candidates[-1]
+        _check_same_run(read_card(last), task, agent, last)
+        progress = TrainingProgress.from_dict(read_card(last)["training_state"])
+        first_seed = TRAINING_SEED_START + progress.episodes + n_envs
+    else:
+        if (out / CARD_FILE).exists() or periodic_checkpoints(out / "periodic"):
+            raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
+        progress = TrainingProgress()
+        first_seed = TRAINING_SEED_START
+    venv = make_training_env(task, n_envs, first_seed, env_options)
+    try:
+        if resume:
+            loaded = load_checkpoint(last, task=task, device=device_name, env=venv)
+            model, vec_normalize = loaded.model, loaded.vec_normalize
+        else:
+            algorithm = dict(agent.params.get("algorithm", {}))
+            normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
+            vec_normalize = VecNormalize(venv, **normalize)
+            policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
+            model = cls(policy, vec_normalize, seed=seed, device=device_name, verbose=0, **algorithm)
+        model.set_logger(configure(str(out / "tensorboard"), ["tensorboard"]))
+        if model.num_timesteps >= timesteps:
+            print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
+
+        # ------------------------------------------------------------ the checkpoint card
+        held_out_seeds = [HELD_OUT_SEED_START + i for i in range(int(agent_setting(agent, "eval_episodes")))]
+        wall_before = progress.wall_time_s
+
+        def card(selection: dict[str, Any]) -> dict[str, Any]:
+            wall_time = wall_before + time.perf_counter() - started
+            return {
+                "task": task.to_dict(),
+                "agent": agent.to_dict(),
+                "signature": space_signature(task),
+                "algorithm": f"{cls.__module__.split('.')[0]}.{cls.__name__}",
+                "timesteps": model.num_timesteps,
+                "episodes": progress.episodes,
+                "wall_time_s": round(wall_time, 1),
+                "device": {"trainee": device_name, "policy": str(model.device)},
+                "n_envs": n_envs,
+                "seed": seed,
+                "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out_seeds},
+                "selection": selection,
+                "training_state": {**progress.to_dict(), "wall_time_s": round(wall_time, 1)},
+                "command": " ".join(sys.argv),
+            }
+
+        def save_best(at_timesteps: int, score: float) -> None:
+            rule = "lowest mean best validation loss on the held-out seeds"
+            save_checkpoint(out, model, vec_normalize,
+                            card({"rule": rule, "score": score, "timesteps": at_timesteps}))
+
+        def save_periodic(folder: Path) -> None:
+            save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
+
+        # ------------------------------------------------------------ callbacks and learning
+        eval_env = LRControlEnv(**task.to_dict(), **env_options)
+        evaluation = HeldOutEvalCallback(
+            eval_env, held_out_seeds, int(agent_setting(agent, "eval_every_episodes")), progress, save_best
+        )
+        timer = PhaseTimerCallback(evaluation)
+        callbacks = [
+            EpisodeLogCallback(progress, task.divergence_loss),
+            timer,  # before the evaluation: see PhaseTimerCallback
+            evaluation,
+            PeriodicCheckpointCallback(
+                out / "periodic", int(agent_setting(agent, "checkpoint_every_rollouts")), save_periodic
+            ),
+            *(extra_callbacks or []),
+        ]
+        if progress_bar:
+            callbacks.append(ProgressBarCallback(progress))
+        model.learn(
+            total_timesteps=max(0, timesteps - model.num_timesteps),
+            callback=CallbackList(callbacks),
+            reset_num_timesteps=False,
+        )
+        if not (out / CARD_FILE).exists():  # no held-out evaluation: keep the final controller
+            save_checkpoint(out, model, vec_normalize, card({"rule": "final", "timesteps": model.num_timesteps}))
+        # The kept controller's card also tells how the whole run went.
+        annotate_card(out, "run", {
+            "timesteps": model.num_timesteps,
+            "episodes": progress.episodes,
+            "wall_time_s": round(wall_before + time.perf_counter() - started, 1),
+            "held_out_history": progress.history,
+        })
+        model.logger.close()
+    finally:
+        venv.close()
+    session = time.perf_counter() - started
+    return TrainResult(
+        folder=out,
+        timesteps=model.num_timesteps,
+        episodes=progress.episodes,
+        wall_time_s=wall_before + session,
+        session_time_s=session,
+        best_score=progress.best_score,
+        best_timesteps=progress.best_timesteps,
+        rollout_s=timer.rollout_seconds,
+        update_s=timer.update_seconds,
+        evaluation_s=timer.evaluation_seconds,
+    )
+
+
+def _check_same_run(card: dict[str, Any], task: TaskSpec, agent: AgentSpec, where: Path) -> None:
+    """Resuming with another task or agent spec would mix two runs: refuse."""
+    for what, saved, now in (("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict())):
+        if saved != now:
+            changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
+            raise ValueError(
+                f"{where}: cannot resume: the {what} spec differs from the saved run in {', '.join(changed)}"
+            )

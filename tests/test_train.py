@@ -1,0 +1,143 @@
+"""Meta-training (lrgym/train.py, lrgym/callbacks.py): checkpoints, evaluation, resume, recurrent PPO."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from stable_baselines3.common.callbacks import BaseCallback
+
+from lrgym.agents import make_agent, run_episode
+from lrgym.callbacks import periodic_checkpoints
+from lrgym.train import HELD_OUT_SEED_START, TRAINING_SEED_START, TrainingSeeds
+
+from .tiny_training import tiny_agent, train_tiny
+
+
+class StopAfter(BaseCallback):
+    """Interrupts training, as a crash or a kill would, once ``timesteps`` are collected."""
+
+    def __init__(self, timesteps: int) -> None:
+        super().__init__()
+        self.timesteps = timesteps
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps >= self.timesteps:
+            raise RuntimeError("interrupted")
+        return True
+
+
+class RecordStart(BaseCallback):
+    """Remembers the step count and normalisation statistics the training starts from."""
+
+    def _on_training_start(self) -> None:
+        self.start_timesteps = self.model.num_timesteps
+        self.start_obs_count = self.model.get_vec_normalize_env().obs_rms.count
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def test_tiny_run_writes_a_checkpoint_that_acts_in_the_env(tmp_path, tiny_task):
+    result = train_tiny(tmp_path / "run", tiny_task, timesteps=80)
+    assert result.timesteps == 80 and result.episodes == 20  # 4 decisions per tiny episode
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["timesteps"] == 80 and card["task"] == tiny_task.to_dict()
+    assert card["agent"]["kind"] == "ppo" and card["selection"]["rule"] == "final"
+    assert set(card["files"]) == {"model.zip", "vecnormalize.pkl"}
+    assert card["versions"]["stable-baselines3"] and card["signature"]["action"] == "scale"
+
+    agent = make_agent(f"ppo:{tmp_path / 'run'}", tiny_task)
+    first, second = (run_episode(agent, tiny_task, seed=3) for _ in range(2))
+    assert len(first.trajectory) == 4
+    assert [row.lr for row in first.trajectory] == [row.lr for row in second.trajectory]  # deterministic
+
+
+def test_held_out_evaluation_keeps_the_best_controller_and_logs_tensorboard(tmp_path, tiny_task):
+    agent = tiny_agent(eval_every_episodes=5, eval_episodes=2)
+    result = train_tiny(tmp_path / "run", tiny_task, timesteps=80, agent=agent)
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    history = card["run"]["held_out_history"]
+    assert [row["episodes"] for row in history] == [0, 5, 10, 15, 20]  # and at the end
+    best = min(history, key=lambda row: row["score"])
+    assert card["selection"]["score"] == pytest.approx(best["score"]) == pytest.approx(result.best_score)
+    assert card["selection"]["timesteps"] == best["timesteps"]
+    assert card["seeds"]["held_out"] == [HELD_OUT_SEED_START, HELD_OUT_SEED_START + 1]
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_training_seeds_stay_out_of_the_evaluation_ranges(tiny_task):
+    from lrgym.env import LRControlEnv
+
+    env = TrainingSeeds(LRControlEnv(**tiny_task.to_dict()), first=TRAINING_SEED_START, stride=2)
+    reference = LRControlEnv(**tiny_task.to_dict())
+    for expected_seed in (TRAINING_SEED_START, TRAINING_SEED_START + 2):
+        observation, _ = env.reset(seed=0)  # the seed SB3 passes is ignored
+        np.testing.assert_array_equal(observation, reference.reset(seed=expected_seed)[0])
+
+
+def test_resume_after_an_interruption_continues_the_step_count_and_statistics(tmp_path, tiny_task):
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        train_tiny(out, tiny_task, timesteps=160, extra_callbacks=[StopAfter(100)])
+    saved = periodic_checkpoints(out / "periodic")[-1]
+    saved_card = json.loads((saved / "card.json").read_text())
+    assert saved_card["timesteps"] == 80  # the last completed PPO update before the interruption
+    with open(saved / "vecnormalize.pkl", "rb") as handle:
+        saved_count = pickle.load(handle).obs_rms.count
+
+    start = RecordStart()
+    result = train_tiny(out, tiny_task, timesteps=160, resume=True, extra_callbacks=[start])
+    assert start.start_timesteps == 80
+    # The statistics continue from the saved ones (plus the first observation of the reset).
+    assert start.start_obs_count == pytest.approx(saved_count + 1)
+    assert result.timesteps == 160
+    assert json.loads((out / "card.json").read_text())["timesteps"] == 160
+    assert len(periodic_checkpoints(out / "periodic")) == 2  # the last two are kept
+
+
+def test_resume_refuses_another_task_and_a_fresh_run_refuses_an_existing_folder(tmp_path, tiny_task):
+    out = tmp_path / "run"
+    train_tiny(out, tiny_task, timesteps=40)
+    with pytest.raises(ValueError, match="steps"):
+        train_tiny(out, tiny_task.replace(steps=80), timesteps=80, resume=True)
+    with pytest.raises(ValueError, match="--resume"):
+        train_tiny(out, tiny_task, timesteps=40)
+    with pytest.raises(FileNotFoundError, match="no periodic checkpoint"):
+        train_tiny(tmp_path / "empty", tiny_task, resume=True)
+
+
+def test_ppo_lstm_trains_and_acts_with_its_state_carried_and_reset(tmp_path, tiny_task):
+    train_tiny(tmp_path / "lstm", tiny_task, name="ppo-lstm", timesteps=40)
+    agent = make_agent(f"ppo:{tmp_path / 'lstm'}", tiny_task)
+    first = run_episode(agent, tiny_task, seed=1)
+    assert agent._lstm_state is not None  # carried across the decisions
+    assert [row.lr for row in run_episode(agent, tiny_task, seed=1).trajectory] == [
+        row.lr for row in first.trajectory
+    ]  # reset at the episode start: the same episode gives the same decisions
+
+
+def test_two_subprocess_envs_train(tmp_path, tiny_task):
+    result = train_tiny(tmp_path / "run", tiny_task, timesteps=80, n_envs=2)
+    assert result.timesteps == 80 and result.episodes == 20
+    assert json.loads((tmp_path / "run" / "card.json").read_text())["n_envs"] == 2
+
+
+def test_training_recipes_are_not_agents(tiny_task):
+    with pytest.raises(ValueError, match="lrgym train"):
+        make_agent("ppo", tiny_task)
+
+
+def test_cli_train_writes_the_controller(tmp_path, capsys):
+    from lrgym.cli import main
+
+    out = tmp_path / "cli"
+    code = main([
+        "train", "mnist1d-mlp", "--timesteps", "40", "--out", str(out), "--no-progress", "--device", "cpu",
+        "--set", "steps=40", "--set", "interval=10", "--set", "batch_size=32", "--set", "val_size=200",
+    ])
+    assert code == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert json.loads((out / "card.json").read_text())["timesteps"] >= 40
