@@ -60,6 +60,7 @@ class Evaluation:
     seeds: list[int]
     results: list[dict[str, Any]]
     trajectories: list[dict[str, Any]]
+    notes: list[str] = field(default_factory=list)  # printed under the summary's heading
 
 
 def agent_entries(names: Sequence[str]) -> list[AgentEntry]:
@@ -141,6 +142,70 @@ def run_one(
     return result, trajectory
 
 
+# ---------------------------------------------------------------------------- tuned agents
+STEP_GRID_KIND = "step-grid"
+
+
+def describe_choice(label: str, choice: Mapping[str, Any]) -> str:
+    """One line for the summary: the configuration a step-grid agent runs and where it was tuned."""
+    kwargs = ", ".join(f"{key}={value}" for key, value in choice["kwargs"].items())
+    tuned_on = choice.get("tuned_on", {}).get("name", "?")
+    seeds = choice.get("tuning_seeds", [])
+    score = choice.get("score")
+    return (
+        f"`{label}` runs {choice['scheduler']}(initial_lr={choice['initial_lr']:g}, {kwargs}), "
+        f"chosen on `{tuned_on}`"
+        + (f" with tuning seeds {seeds}" if seeds else "")
+        + (f" (mean best validation loss {score:.4f})" if score is not None else "")
+    )
+
+
+def resolve_tuned_agents(
+    entries: Sequence[AgentEntry],
+    task: TaskSpec,
+    jobs: int = 1,
+    env_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[list[AgentEntry], list[str]]:
+    """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
+
+    The workers then get the choice as the ``config`` option instead of each tuning
+    the grid again. With ``cache_dir`` the choice is read from, or written to, the
+    step-grid module's cache file there.
+
+    :return: the entries (step-grid ones carrying their choice) and a line per choice.
+    """
+    from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
+    from lrgym.specs import load_agent_spec
+
+    resolved, notes = [], []
+    for entry in entries:
+        if entry.name.startswith("ppo:"):
+            resolved.append(entry)
+            continue
+        spec = load_agent_spec(entry.name)
+        if spec.kind != STEP_GRID_KIND:
+            resolved.append(entry)
+            continue
+        choice = entry.options.get("config")
+        if choice is None:
+            path = cache_path(cache_dir, task, spec) if cache_dir is not None else None
+            if path is not None and path.is_file():
+                choice = load_choice(path)
+            else:
+                choice = tune_step_grid(
+                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {})
+                )
+                if path is not None:
+                    save_choice(choice, path)
+        elif not isinstance(choice, Mapping):
+            choice = load_choice(choice)
+        resolved.append(AgentEntry(entry.label, entry.name, {**entry.options, "config": dict(choice)}))
+        notes.append(describe_choice(entry.label, choice))
+    return resolved, notes
+
+
 # ---------------------------------------------------------------------------- many runs
 def evaluate(
     task: TaskSpec,
@@ -149,6 +214,7 @@ def evaluate(
     jobs: int = 1,
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -157,6 +223,7 @@ def evaluate(
     :param jobs: worker processes; 1 runs in this process.
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
+    :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
     :return: result and trajectory rows ordered by agent, then seed.
     """
     from tqdm.auto import tqdm
@@ -167,8 +234,9 @@ def evaluate(
         raise ValueError(f"agent labels must be unique, got {labels}")
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
-    _check_agents_build(entries, task)
     env_options = dict(env_options or {})
+    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
+    _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
     outcomes: dict[tuple[str, int], tuple[dict, list[dict]]] = {}
     bar = tqdm(total=len(work), desc=f"evaluate {task.name}", unit="run", disable=not progress)
@@ -194,7 +262,7 @@ def evaluate(
         result, trajectory = outcomes[entry.label, seed]
         results.append(result)
         trajectories.extend(trajectory)
-    return Evaluation(task, labels, list(seeds), results, trajectories)
+    return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
 
 def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> None:
@@ -296,7 +364,10 @@ def write_evaluation(
     text = (
         f"# {heading}\n\nTask `{task.name}` ({task.dataset}, {task.model}, {task.optimizer}, "
         f"{task.steps} steps, a decision every {task.interval}, batch {task.batch_size}); "
-        f"{len(seeds)} paired seeds ({seed_text}).\n\n" + summary_markdown(summaries, reference)
+        f"{len(seeds)} paired seeds ({seed_text}).\n\n"
+        + "".join(f"- {note}\n" for note in evaluation.notes)
+        + ("\n" if evaluation.notes else "")
+        + summary_markdown(summaries, reference)
     )
     paths["summary"].write_text(text)
     plot_lr(evaluation.trajectories, paths["lr_plot"], evaluation.agents, title=heading)

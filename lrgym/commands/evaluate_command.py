@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     reference = args.reference or labels[0]
     if reference not in labels:
         raise ValueError(f"--reference {reference!r} is not one of --agents ({', '.join(labels)})")
+    folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args),
+        env_options=env_options(args), cache_dir=folder / "step-grid",
     )
-    folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())
     print_written(paths, folder)

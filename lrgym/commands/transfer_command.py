@@ -1,0 +1,54 @@
+"""``lrgym transfer CHECKPOINT TASK``: a trained controller on a task it never saw (the paper's Table 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+from lrgym.commands.common import env_options, out_dir, parse_overrides
+from lrgym.commands.evaluate_command import add_evaluation_arguments, print_written
+
+HELP = "run a trained controller on another task against the step decay transferred the same way"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", help="controller checkpoint folder (from `lrgym train`)")
+    parser.add_argument("task", help="target task spec name (see `lrgym list`)")
+    parser.add_argument(
+        "--baseline-config", default=None,
+        help="saved step-decay choice to transfer (default: the one saved in the checkpoint "
+             "folder, else tuned now on the source task)",
+    )
+    parser.add_argument(
+        "--target-baselines", default="step-grid,constant,cosine",
+        help="comma-separated agents run on the target itself; step-grid is tuned on the target "
+             "(default: step-grid,constant,cosine)",
+    )
+    parser.add_argument("--out", default=None, help="output folder (default runs/transfer-TASK)")
+    add_evaluation_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from lrgym.evaluate import default_jobs, evaluate, write_evaluation
+    from lrgym.specs import load_task_spec
+    from lrgym.transfer import plan_transfer
+
+    target = load_task_spec(args.task, **parse_overrides(args.overrides))
+    if args.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
+    jobs = args.jobs or default_jobs()
+    folder = out_dir(args.out or f"runs/transfer-{target.name}")
+    baselines = [name.strip() for name in args.target_baselines.split(",") if name.strip()]
+    plan = plan_transfer(
+        args.checkpoint, target, args.baseline_config, baselines, jobs=jobs,
+        env_options=env_options(args), cache_dir=folder / "step-grid",
+    )
+    evaluation = evaluate(
+        target, plan.entries, list(range(args.seeds)), jobs=jobs, env_options=env_options(args),
+        cache_dir=folder / "step-grid",
+    )
+    evaluation.notes[:0] = plan.notes
+    title = f"Transfer {plan.source.name} -> {target.name}"
+    paths = write_evaluation(evaluation, folder, reference=plan.reference, title=title)
+    print(paths["summary"].read_text())
+    print_written(paths, folder)
+    return 0

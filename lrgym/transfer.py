@@ -1,0 +1,136 @@
+"""Transfer: a controller drives a task it never saw, against the baseline transferred the same way.
+
+The source paper's Table 2. A controller meta-trained on a *source* task (its
+checkpoint card says which) acts on a *target* task without further training. It is
+compared with
+
+- the *transferred baseline*: the step-decay configuration tuned on the source task,
+  applied unchanged (the reference of the tests, as in the paper);
+- baselines on the target itself: the step-decay grid tuned on the target, and
+  untuned schedules (constant, cosine by default).
+
+Where the transferred step-decay choice comes from, in order: ``baseline_config`` (a
+saved choice), the choice saved in the checkpoint folder for the source task and grid
+(:func:`lrgym.agents.step_grid.cache_path`; ``lrgym experiment`` writes it there), or
+tuned now on the source task's tuning seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lrgym.evaluate import STEP_GRID_KIND, AgentEntry
+from lrgym.specs import TaskSpec
+
+TRANSFERRED_BASELINE = "step-grid (transferred)"
+TARGET_BASELINES = ("step-grid", "constant", "cosine")
+# Task fields that change what the controller's observation or action means without
+# changing the spaces: worth saying in the report when they differ.
+MEANING_FIELDS = ("dataset", "model", "optimizer", "batch_size", "steps", "interval", "lr_scale", "reward")
+
+
+@dataclass
+class TransferPlan:
+    """What a transfer runs: the agents on the target task, the reference and notes for the report."""
+
+    checkpoint: Path
+    source: TaskSpec
+    target: TaskSpec
+    entries: list[AgentEntry]
+    reference: str
+    notes: list[str]
+
+
+def controller_label(checkpoint: str | Path) -> str:
+    return f"ppo:{Path(checkpoint).name} (transferred)"
+
+
+def differences(source: TaskSpec, target: TaskSpec) -> list[str]:
+    """``field: source -> target`` for the fields in :data:`MEANING_FIELDS` that differ."""
+    return [
+        f"{name}: {getattr(source, name)} -> {getattr(target, name)}"
+        for name in MEANING_FIELDS
+        if getattr(source, name) != getattr(target, name)
+    ]
+
+
+def transferred_choice(
+    checkpoint: Path,
+    source: TaskSpec,
+    baseline_config: str | Path | None = None,
+    grid: str = "step-grid",
+    jobs: int = 1,
+    env_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[dict[str, Any], str]:
+    """The step-decay choice of the source task, and where it came from.
+
+    :param cache_dir: where a choice tuned now is saved (the checkpoint folder is not written to).
+    """
+    from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
+    from lrgym.specs import load_agent_spec
+
+    if baseline_config is not None:
+        return load_choice(baseline_config), f"given by {baseline_config}"
+    spec = load_agent_spec(grid)
+    if spec.kind != STEP_GRID_KIND:
+        raise ValueError(f"agent {grid!r} has kind {spec.kind!r}, not {STEP_GRID_KIND!r}")
+    saved = cache_path(checkpoint, source, spec)
+    if saved.is_file():
+        return load_choice(saved), f"saved in the checkpoint folder ({saved.name})"
+    cached = cache_path(cache_dir, source, spec) if cache_dir is not None else None
+    if cached is not None and cached.is_file():
+        return load_choice(cached), f"tuned earlier on the source task ({cached})"
+    choice = tune_step_grid(source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}))
+    if cached is not None:
+        save_choice(choice, cached)
+    return choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
+
+
+def plan_transfer(
+    checkpoint: str | Path,
+    target: TaskSpec,
+    baseline_config: str | Path | None = None,
+    target_baselines: Sequence[str] = TARGET_BASELINES,
+    jobs: int = 1,
+    env_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> TransferPlan:
+    """Check that the controller fits ``target`` and choose the agents to compare.
+
+    :param checkpoint: a controller checkpoint folder (``lrgym train``).
+    :param target: the task to transfer to.
+    :param baseline_config: a saved step-decay choice to transfer (default: see module doc).
+    :param target_baselines: agents tuned or run on the target itself, labelled
+        ``NAME (target)``; step-grid ones are tuned on the target's tuning seeds.
+    :raises ValueError: the controller's observation or action space does not fit the target.
+    """
+    from lrgym.checkpoint import check_signature, read_card
+
+    checkpoint = Path(checkpoint)
+    card = read_card(checkpoint)
+    check_signature(card, target, checkpoint)  # a clear error before anything runs
+    source = TaskSpec(**card["task"])
+    choice, origin = transferred_choice(
+        checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
+        cache_dir=cache_dir, progress=progress,
+    )
+    entries = [
+        AgentEntry(TRANSFERRED_BASELINE, "step-grid", {"config": choice}),
+        AgentEntry(controller_label(checkpoint), f"ppo:{checkpoint}"),
+    ]
+    entries += [AgentEntry(f"{name} (target)", name) for name in target_baselines]
+    notes = [
+        f"controller `{checkpoint}` meta-trained on `{source.name}` for {card.get('timesteps')} "
+        f"timesteps ({card.get('algorithm')}), acting on `{target.name}` without further training",
+        f"`{TRANSFERRED_BASELINE}`: the source task's step-decay choice, {origin}",
+    ]
+    changed = differences(source, target)
+    if changed:
+        notes.append("source -> target: " + "; ".join(changed))
+    return TransferPlan(checkpoint, source, target, entries, TRANSFERRED_BASELINE, notes)
