@@ -112,14 +112,15 @@ def naive_trial_losses(
     lr: float,
     factors: Sequence[float],
 ) -> torch.Tensor:
-    """The report's structure: per factor, a deep copy of the model, a forward and backward
-    pass, an SGD step of ``f*lr`` and the loss after it, on the same batch.
+    """The report's structure: a deep copy of the model per factor (all held at once, as in
+    its code), then per copy a forward and backward pass, an SGD step of ``f*lr`` and the
+    loss after it, on the same batch.
 
     Kept as the reference :func:`trial_losses` must equal, and as the benchmark's baseline.
     """
+    trial_models = [copy.deepcopy(model) for _ in factors]
     losses = []
-    for factor in factors:
-        trial_model = copy.deepcopy(model)
+    for trial_model, factor in zip(trial_models, factors, strict=True):
         optimizer = torch.optim.SGD(trial_model.parameters(), lr=float(factor) * lr)
         optimizer.zero_grad(set_to_none=True)
         F.cross_entropy(trial_model(inputs), labels).backward()
