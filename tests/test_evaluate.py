@@ -98,3 +98,15 @@ def test_reference_must_be_one_of_the_agents(capsys):
     code = main(["evaluate", "mnist1d-mlp", "--agents", "constant", "--reference", "cosine", *TINY_FLAGS])
     assert code == 2
     assert "--reference 'cosine'" in capsys.readouterr().err
+
+
+def test_step_grid_uses_the_choice_cached_for_this_task_and_grid(tmp_path, tiny_task):
+    from lrgym.agents.step_grid import cache_path, save_choice
+    from lrgym.specs import load_agent_spec
+
+    choice = {"initial_lr": 0.003, "scheduler": "StepLR", "kwargs": {"step_size": 20, "gamma": 0.9},
+              "tuned_on": tiny_task.to_dict(), "tuning_seeds": [1000]}
+    save_choice(choice, cache_path(tmp_path, tiny_task, load_agent_spec("step-grid")))
+    evaluation = evaluate(tiny_task, ["step-grid"], [0], jobs=1, progress=False, cache_dir=tmp_path)
+    assert evaluation.results[0]["initial_lr"] == pytest.approx(0.003)  # no tuning: the cached choice
+    assert "StepLR(initial_lr=0.003, step_size=20, gamma=0.9)" in evaluation.notes[0]
