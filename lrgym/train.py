@@ -54,7 +54,7 @@ TRAINING_SEED_START = 10_000
 HELD_OUT_SEED_START = 5_000
 # Agent spec params that configure this module rather than the SB3 class.
 DEFAULTS = {
-    "timesteps": 20_000,
+    "timesteps": 9_600,
     "eval_every_episodes": 50,  # 0: no held-out evaluation, the final controller is kept
     "eval_episodes": 6,
     "checkpoint_every_rollouts": 1,
@@ -199,7 +199,7 @@ def train(
                 "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out_seeds},
                 "selection": selection,
                 "training_state": {**progress.to_dict(), "wall_time_s": round(wall_time, 1)},
-                "command": " ".join(sys.argv),
+                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             }
 
         def save_best(at_timesteps: int, score: float) -> None:
