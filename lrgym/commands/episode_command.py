@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_task_spec
 
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
-    agent = make_agent(args.agent, task) if args.agent else HoldAgent()
+    agent = make_agent(args.agent, task, **env_options(args)) if args.agent else HoldAgent()
     result = run_episode(agent, task, args.seed, **env_options(args))
     print(f"{task.name} seed {args.seed} agent {args.agent or 'hold'}: "
           f"initial lr {result.initial_lr:.3g}, {len(result.trajectory)} decisions")
