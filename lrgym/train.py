@@ -7,7 +7,7 @@ periodic checkpoints, progress bar, timing), learn, save.
 
 Seeds, in one place: training episodes use seeds from :data:`TRAINING_SEED_START`
 up, the held-out evaluation during training uses seeds from
-:data:`HELD_OUT_SEED_START`, and ``lrgym evaluate`` uses 0..N-1, so the three never
+:data:`HELD_OUT_SEED_START` (chosen to cover every initial rate), and ``lrgym evaluate`` uses 0..N-1, so the three never
 overlap. ``seed`` seeds PPO (policy initialisation, action sampling). Resuming
 restores the weights, optimizer state, step count and normalisation statistics, not
 the random streams: a resumed run is a faithful continuation, not a bitwise replay.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,27 @@ def make_training_env(
     return SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
 
 
+def held_out_seeds(env: LRControlEnv, count: int) -> list[int]:
+    """``count`` seeds from :data:`HELD_OUT_SEED_START` whose initial rates cover ``initial_lrs`` evenly.
+
+    The episode seed draws the initial rate; the first seeds in a row may all draw the
+    same one, and a controller selected on those would never be scored on the others.
+    """
+    if not 0 <= count <= 50:  # 100 * count seeds searched at most: stay below the training seeds
+        raise ValueError(f"eval_episodes must be between 0 and 50, got {count}")
+    per_rate = -(-count // len(set(env.task.initial_lrs)))
+    taken: Counter[float] = Counter()
+    seeds: list[int] = []
+    seed = HELD_OUT_SEED_START
+    while len(seeds) < count:
+        initial_lr = env.reset(seed=seed)[1]["initial_lr"]
+        if taken[initial_lr] < per_rate or seed >= HELD_OUT_SEED_START + 100 * count:
+            seeds.append(seed)
+            taken[initial_lr] += 1
+        seed += 1
+    return seeds
+
+
 @dataclass
 class TrainResult:
     """What a call of :func:`train` did (the same numbers are in the checkpoint cards)."""
@@ -156,8 +178,9 @@ def train(
         if not candidates:
             raise FileNotFoundError(f"{out}: no periodic checkpoint to resume from")
         last = candidates[-1]
-        _check_same_run(read_card(last), task, agent, last)
-        progress = TrainingProgress.from_dict(read_card(last)["training_state"])
+        last_card = read_card(last)
+        _check_same_run(last_card, task, agent, last)
+        progress = TrainingProgress.from_dict(last_card["training_state"])
         first_seed = TRAINING_SEED_START + progress.episodes + n_envs
     else:
         if (out / CARD_FILE).exists() or periodic_checkpoints(out / "periodic"):
@@ -165,6 +188,7 @@ def train(
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
     venv = make_training_env(task, n_envs, first_seed, env_options)
+    logger = None
     try:
         if resume:
             loaded = load_checkpoint(last, task=task, device=device_name, env=venv)
@@ -175,12 +199,15 @@ def train(
             vec_normalize = VecNormalize(venv, **normalize)
             policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
             model = cls(policy, vec_normalize, seed=seed, device=device_name, verbose=0, **algorithm)
-        model.set_logger(configure(str(out / "tensorboard"), ["tensorboard"]))
+        logger = configure(str(out / "tensorboard"), ["tensorboard"])
+        model.set_logger(logger)
         if model.num_timesteps >= timesteps:
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
 
+        eval_env = LRControlEnv(**task.to_dict(), **env_options)
+        seeds = held_out_seeds(eval_env, int(agent_setting(agent, "eval_episodes")))
+
         # ------------------------------------------------------------ the checkpoint card
-        held_out_seeds = [HELD_OUT_SEED_START + i for i in range(int(agent_setting(agent, "eval_episodes")))]
         wall_before = progress.wall_time_s
 
         def card(selection: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +223,7 @@ def train(
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
                 "seed": seed,
-                "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out_seeds},
+                "seeds": {"training_from": TRAINING_SEED_START, "held_out": seeds},
                 "selection": selection,
                 "training_state": {**progress.to_dict(), "wall_time_s": round(wall_time, 1)},
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -211,9 +238,8 @@ def train(
             save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
 
         # ------------------------------------------------------------ callbacks and learning
-        eval_env = LRControlEnv(**task.to_dict(), **env_options)
         evaluation = HeldOutEvalCallback(
-            eval_env, held_out_seeds, int(agent_setting(agent, "eval_every_episodes")), progress, save_best
+            eval_env, seeds, int(agent_setting(agent, "eval_every_episodes")), progress, save_best
         )
         timer = PhaseTimerCallback(evaluation)
         callbacks = [
@@ -241,8 +267,9 @@ def train(
             "wall_time_s": round(wall_before + time.perf_counter() - started, 1),
             "held_out_history": progress.history,
         })
-        model.logger.close()
     finally:
+        if logger is not None:
+            logger.close()  # flushes TensorBoard, also after an interruption
         venv.close()
     session = time.perf_counter() - started
     return TrainResult(
