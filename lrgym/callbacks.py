@@ -51,6 +51,17 @@ def summary_writer(callback: BaseCallback) -> Any:
     return None
 
 
+def log_scalars(callback: BaseCallback, values: dict[str, float]) -> None:
+    """Write ``values`` at the current step count, each one (SB3's ``logger.record`` keeps only
+    the last value of a key between two dumps, i.e. one per rollout)."""
+    writer = summary_writer(callback)
+    for tag, value in values.items():
+        if writer is not None:
+            writer.add_scalar(tag, value, callback.num_timesteps)
+        else:
+            callback.logger.record(tag, value)
+
+
 def _loss_or_penalty(value: float | None, penalty: float) -> float:
     return penalty if value is None or not math.isfinite(value) else float(value)
 
@@ -64,24 +75,17 @@ class EpisodeLogCallback(BaseCallback):
         self.divergence_loss = divergence_loss
 
     def _on_step(self) -> bool:
-        writer = summary_writer(self)
         for done, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
             if not done:
                 continue
             self.progress.episodes += 1
-            if writer is None:
-                continue
-            step = self.num_timesteps
-            if "episode" in info:  # added by the Monitor wrapper
-                writer.add_scalar("episode/return", info["episode"]["r"], step)
-            writer.add_scalar(
-                "episode/final_val_loss", _loss_or_penalty(info.get("val_loss"), self.divergence_loss), step
-            )
-            writer.add_scalar(
-                "episode/best_val_loss", _loss_or_penalty(info.get("best_val_loss"), self.divergence_loss), step
-            )
-            writer.add_scalar("episode/final_log10_lr", math.log10(info["lr"]), step)
-            writer.add_scalar("episode/diverged", float(info.get("diverged", False)), step)
+            log_scalars(self, {
+                "episode/return": info["episode"]["r"],  # added by the Monitor wrapper
+                "episode/final_val_loss": _loss_or_penalty(info.get("val_loss"), self.divergence_loss),
+                "episode/best_val_loss": _loss_or_penalty(info.get("best_val_loss"), self.divergence_loss),
+                "episode/final_log10_lr": math.log10(info["lr"]),
+                "episode/diverged": float(info.get("diverged", False)),
+            })
         return True
 
 
@@ -133,11 +137,13 @@ class HeldOutEvalCallback(BaseCallback):
         progress.next_evaluation_episode = progress.episodes + self.every_episodes
         progress.last_score = score
         progress.history.append({"timesteps": self.num_timesteps, "episodes": progress.episodes, "score": score})
-        self.logger.record("eval/best_val_loss", score)
-        self.logger.record("eval/final_val_loss", float(np.mean(final)))
-        self.logger.record("eval/test_loss_at_best_val", float(np.mean(test)))
-        self.logger.record("eval/return", float(np.mean([r.episode_return for r in results])))
-        self.logger.record("eval/diverged", float(np.mean([r.diverged for r in results])))
+        log_scalars(self, {
+            "eval/best_val_loss": score,
+            "eval/final_val_loss": float(np.mean(final)),
+            "eval/test_loss_at_best_val": float(np.mean(test)),
+            "eval/return": float(np.mean([r.episode_return for r in results])),
+            "eval/diverged": float(np.mean([r.diverged for r in results])),
+        })
         writer = summary_writer(self)
         if writer is not None:
             writer.add_figure("eval/lr_trajectory", _lr_figure(results, self.seeds), self.num_timesteps)
@@ -149,10 +155,7 @@ class HeldOutEvalCallback(BaseCallback):
 
 
 def _lr_figure(results: list, seeds: list[int]) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # no pyplot: no backend or global state involved
 
     figure = Figure(figsize=(5, 3.2))
     axes = figure.subplots()

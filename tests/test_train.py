@@ -65,7 +65,16 @@ def test_held_out_evaluation_keeps_the_best_controller_and_logs_tensorboard(tmp_
     assert card["selection"]["score"] == pytest.approx(best["score"]) == pytest.approx(result.best_score)
     assert card["selection"]["timesteps"] == best["timesteps"]
     assert len(card["seeds"]["held_out"]) == 2 and min(card["seeds"]["held_out"]) >= HELD_OUT_SEED_START
-    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    assert [event.value for event in events.Scalars("eval/best_val_loss")] == pytest.approx(
+        [row["score"] for row in history]
+    )
+    assert len(events.Scalars("episode/best_val_loss")) == result.episodes
+    assert len(events.Images("eval/lr_trajectory")) == len(history)
+    assert events.Scalars("train/value_loss") and events.Scalars("time/update_fraction")
 
 
 def test_training_seeds_stay_out_of_the_evaluation_ranges(tiny_task):
