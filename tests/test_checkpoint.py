@@ -77,3 +77,13 @@ def test_transfer_to_a_task_with_the_same_spaces_is_allowed(checkpoint):
     other = load_task_spec("mnist1d-lenet", **TINY)
     result = run_episode(make_agent(f"ppo:{checkpoint}", other), other, seed=0)
     assert len(result.trajectory) == 4
+
+
+def test_the_shipped_controller_loads_and_acts(tiny_task):
+    from lrgym.specs import project_root
+
+    folder = project_root() / "checkpoints" / "mnist1d-mlp-ppo"
+    card = read_card(folder)  # also: its files match their sha256
+    assert card["task"]["name"] == "mnist1d-mlp" and card["signature"] == space_signature(tiny_task)
+    result = run_episode(make_agent(f"ppo:{folder}", tiny_task), tiny_task, seed=0)
+    assert len(result.trajectory) == 4 and not result.diverged
