@@ -63,6 +63,8 @@ class Decision:
 
 @dataclass
 class EpisodeResult:
+    """One episode: ``initial_lr`` is the rate of the first decision (the agent's start)."""
+
     trajectory: list[Decision]
     final_info: dict[str, Any]
     first_observation: np.ndarray
