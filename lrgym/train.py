@@ -205,7 +205,8 @@ def train(
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
 
         eval_env = LRControlEnv(**task.to_dict(), **env_options)
-        seeds = held_out_seeds(eval_env, int(agent_setting(agent, "eval_episodes")))
+        eval_every = int(agent_setting(agent, "eval_every_episodes"))
+        seeds = held_out_seeds(eval_env, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
 
         # ------------------------------------------------------------ the checkpoint card
         wall_before = progress.wall_time_s
@@ -238,9 +239,7 @@ def train(
             save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
 
         # ------------------------------------------------------------ callbacks and learning
-        evaluation = HeldOutEvalCallback(
-            eval_env, seeds, int(agent_setting(agent, "eval_every_episodes")), progress, save_best
-        )
+        evaluation = HeldOutEvalCallback(eval_env, seeds, eval_every, progress, save_best)
         timer = PhaseTimerCallback(evaluation)
         callbacks = [
             EpisodeLogCallback(progress, task.divergence_loss),
