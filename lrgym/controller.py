@@ -27,25 +27,10 @@ import torch
 from torch import nn
 
 from lrgym.agents.ppo import PPOAgent, load_ppo_agent
+from lrgym.env import next_lr
 from lrgym.features import measure_model, observation
 from lrgym.models import final_layer as find_final_layer
 from lrgym.specs import TaskSpec
-
-
-def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
-    """The rate after ``action`` in ``task``'s action mode, clipped to ``[lr_min, lr_max]``.
-
-    The environment's rule (see :class:`lrgym.env.LRControlEnv`, *Actions*), for use
-    outside it.
-    """
-    values = np.asarray(action, dtype=np.float64).reshape(-1)
-    if task.action == "scale":
-        lr = lr * task.lr_scale ** float(np.clip(values[0], -1.0, 1.0))
-    elif task.action == "discrete":
-        lr = lr * task.lr_scale ** (int(values[0]) - 1)
-    else:
-        lr = float(values[0])
-    return float(min(max(lr, task.lr_min), task.lr_max))
 
 
 class LRController:

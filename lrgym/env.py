@@ -28,6 +28,31 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def clip_lr(task: TaskSpec, lr: float) -> float:
+    """``lr`` clipped to the task's ``[lr_min, lr_max]``; a rate that is not finite is an error."""
+    if not math.isfinite(lr):
+        raise ValueError(f"learning rate must be finite, got {lr}")
+    return float(min(max(lr, task.lr_min), task.lr_max))
+
+
+def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
+    """The rate after ``action`` in ``task``'s action mode (see *Actions* below), clipped.
+
+    The one rule for the environment and for a controller driving a plain training loop.
+    """
+    values = np.asarray(action, dtype=np.float64).reshape(-1)
+    if task.action == "scale":
+        lr = lr * task.lr_scale ** float(np.clip(values[0], -1.0, 1.0))
+    elif task.action == "discrete":
+        choice = int(values[0])
+        if choice not in (0, 1, 2):
+            raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
+        lr = lr * task.lr_scale ** (choice - 1)
+    else:
+        lr = float(values[0])
+    return clip_lr(task, lr)
+
+
 class LRControlEnv(gym.Env):
     """Control the learning rate of a network while it trains.
 
@@ -158,7 +183,7 @@ class LRControlEnv(gym.Env):
         if self.trainee is None:
             raise RuntimeError("call reset() before step()")
         trainee, task = self.trainee, self.task
-        trainee.set_lr(self._clip(self._next_lr(action)))
+        trainee.set_lr(next_lr(task, trainee.lr, action))
         self._lr_trajectory.append(trainee.lr)
         train_loss = trainee.train(min(task.interval, task.steps - trainee.step), self._lr_sampler)
         diverged = not math.isfinite(train_loss) or train_loss > task.divergence_loss
@@ -202,21 +227,7 @@ class LRControlEnv(gym.Env):
 
     # ------------------------------------------------------------------ internals
     def _clip(self, lr: float) -> float:
-        if not math.isfinite(lr):
-            raise ValueError(f"learning rate must be finite, got {lr}")
-        return float(min(max(lr, self.task.lr_min), self.task.lr_max))
-
-    def _next_lr(self, action: Any) -> float:
-        lr, scale = self.trainee.lr, self.task.lr_scale
-        if self.task.action == "scale":
-            exponent = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1, 1))
-            return lr * scale**exponent
-        if self.task.action == "discrete":
-            choice = int(np.asarray(action).reshape(-1)[0])
-            if choice not in (0, 1, 2):
-                raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
-            return lr * scale ** (choice - 1)
-        return float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        return clip_lr(self.task, lr)
 
     def _reward(self, val_loss: float) -> float:
         if self.task.reward == "val_loss":

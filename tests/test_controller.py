@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from lrgym.agents import make_agent, run_episode
-from lrgym.controller import LRController, next_lr
-from lrgym.env import LRControlEnv
+from lrgym.controller import LRController
+from lrgym.env import LRControlEnv, next_lr
 
 from .tiny_training import train_tiny
 
