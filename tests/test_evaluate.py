@@ -81,7 +81,7 @@ def test_a_diverged_run_is_counted_as_diverged(tmp_path):
 def test_labelled_entries_pass_options_to_the_agent(tmp_path, tiny_task):
     entries = [AgentEntry("constant", "constant"), AgentEntry("constant at 0.05", "constant", {"initial_lr": 0.05})]
     evaluation = evaluate(tiny_task, entries, [0], jobs=1, progress=False)
-    rates = {row["agent"]: row["initial_lr"] for row in evaluation.results}
+    rates = {row["agent"]: row["first_lr"] for row in evaluation.results}
     assert rates["constant at 0.05"] == pytest.approx(0.05)
     paths = write_evaluation(evaluation, tmp_path, reference="constant at 0.05")
     assert "Against `constant at 0.05`" in paths["summary"].read_text()
@@ -108,5 +108,5 @@ def test_step_grid_uses_the_choice_cached_for_this_task_and_grid(tmp_path, tiny_
               "tuned_on": tiny_task.to_dict(), "tuning_seeds": [1000]}
     save_choice(choice, cache_path(tmp_path, tiny_task, load_agent_spec("step-grid")))
     evaluation = evaluate(tiny_task, ["step-grid"], [0], jobs=1, progress=False, cache_dir=tmp_path)
-    assert evaluation.results[0]["initial_lr"] == pytest.approx(0.003)  # no tuning: the cached choice
+    assert evaluation.results[0]["first_lr"] == pytest.approx(0.003)  # no tuning: the cached choice
     assert "StepLR(initial_lr=0.003, step_size=20, gamma=0.9)" in evaluation.notes[0]

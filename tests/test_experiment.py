@@ -32,7 +32,7 @@ def test_experiment_evaluates_and_transfers_with_the_choice_saved_beside_the_con
     assert cache_path(out / "controller", task, grid).is_file()  # for `lrgym transfer` later
     transfer = read_results(out / "transfer-mnist1d-lenet" / "results.csv")
     assert {row["agent"] for row in transfer} == {"step-grid (transferred)", "ppo:controller (transferred)"}
-    assert all(abs(row["initial_lr"] - 0.01) < 1e-6 for row in transfer if row["agent"] == "step-grid (transferred)")
+    assert all(abs(row["first_lr"] - 0.01) < 1e-6 for row in transfer if row["agent"] == "step-grid (transferred)")
     report = (out / "experiment.md").read_text()
     for stage in ("tune step decay | ", "meta-train | ", "evaluate | ", "transfer to mnist1d-lenet | "):
         assert stage in report

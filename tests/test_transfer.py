@@ -48,7 +48,7 @@ def test_transfer_across_architectures_writes_every_output(tmp_path, checkpoint,
     assert labels == {TRANSFERRED_BASELINE, controller_label(checkpoint), "constant (target)"}
     assert len(rows) == 3 * 2
     transferred = [row for row in rows if row["agent"] == TRANSFERRED_BASELINE]
-    assert all(row["initial_lr"] == pytest.approx(0.01) for row in transferred)  # applied unchanged
+    assert all(row["first_lr"] == pytest.approx(0.01) for row in transferred)  # applied unchanged
     summary = (out / "summary.md").read_text()
     assert "Transfer mnist1d-mlp -> mnist1d-lenet" in summary
     assert f"Against `{TRANSFERRED_BASELINE}`" in summary
