@@ -95,26 +95,6 @@ def _build_agent(entry: AgentEntry, task: TaskSpec):
     return _WORKER_AGENTS[key]
 
 
-class _StartRecorder:
-    """Passes an agent through, remembering the env's drawn initial rate at each reset.
-
-    (``EpisodeResult`` keeps the rate of the first interval, after the agent's first
-    decision; the pairing is easier to check with the env's own draw.)
-    """
-
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-        self.action_mode = agent.action_mode
-        self.initial_lr = math.nan
-
-    def reset(self, start: Any) -> None:
-        self.initial_lr = start.initial_lr
-        self.agent.reset(start)
-
-    def act(self, observation: Any, info: dict[str, Any]) -> Any:
-        return self.agent.act(observation, info)
-
-
 def _number(value: Any) -> float:
     """Loss-like values from the env: ``None`` (not finite) becomes NaN."""
     return math.nan if value is None else float(value)
@@ -126,15 +106,14 @@ def run_one(
     """One episode of ``entry`` on ``task`` with seed ``seed``: its result row and trajectory rows."""
     from lrgym.agents import run_episode
 
-    agent = _StartRecorder(_build_agent(entry, task))
-    episode = run_episode(agent, task, seed, **dict(env_options))
+    episode = run_episode(_build_agent(entry, task), task, seed, **dict(env_options))
     info = episode.final_info
     last = episode.trajectory[-1] if episode.trajectory else None
     result = {
         "agent": entry.label,
         "seed": seed,
-        "initial_lr": agent.initial_lr,  # the env's draw for this seed: the same for every agent
-        "first_lr": episode.initial_lr,  # the rate the agent ran in the first interval
+        "initial_lr": episode.initial_lr,  # the env's draw for this seed: the same for every agent
+        "first_lr": episode.first_lr,  # the rate the agent ran in the first interval
         "test_loss_at_best_val": _number(info.get("test_loss_at_best_val")),
         "test_accuracy_at_best_val": _number(info.get("test_accuracy_at_best_val")),
         "best_val_step": info.get("best_val_step"),

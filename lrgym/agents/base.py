@@ -63,12 +63,14 @@ class Decision:
 
 @dataclass
 class EpisodeResult:
-    """One episode: ``initial_lr`` is the rate of the first decision (the agent's start)."""
+    """One episode: ``initial_lr`` is the env's draw for the seed (the same for every
+    agent), ``first_lr`` the rate the agent ran in the first interval."""
 
     trajectory: list[Decision]
     final_info: dict[str, Any]
     first_observation: np.ndarray
     initial_lr: float
+    first_lr: float
     wall_time: float
     episode_return: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -107,8 +109,8 @@ def run_episode(
         env = make_env(task, agent.action_mode, **env_options)
     started = time.perf_counter()
     observation, info = env.reset(seed=seed)
-    first_observation = observation.copy()
-    agent.reset(EpisodeStart(env.task, info["initial_lr"], seed, env))
+    first_observation, initial_lr = observation.copy(), info["initial_lr"]
+    agent.reset(EpisodeStart(env.task, initial_lr, seed, env))
     trajectory: list[Decision] = []
     episode_return, done = 0.0, False
     while not done:
@@ -131,7 +133,8 @@ def run_episode(
         trajectory=trajectory,
         final_info=info,
         first_observation=first_observation,
-        initial_lr=trajectory[0].lr if trajectory else float("nan"),
+        initial_lr=initial_lr,
+        first_lr=trajectory[0].lr if trajectory else float("nan"),
         wall_time=time.perf_counter() - started,
         episode_return=episode_return,
     )

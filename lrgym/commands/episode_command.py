@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     agent = make_agent(args.agent, task, **env_options(args)) if args.agent else HoldAgent()
     result = run_episode(agent, task, args.seed, **env_options(args))
     print(f"{task.name} seed {args.seed} agent {args.agent or 'hold'}: "
-          f"first lr {result.initial_lr:.3g}, {len(result.trajectory)} decisions")
+          f"initial lr {result.initial_lr:.3g}, first lr {result.first_lr:.3g}, {len(result.trajectory)} decisions")
     print(f"{'decision':>8} {'step':>6} {'lr':>10} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8}")
     for row in result.trajectory:
         print(f"{row.decision:>8} {row.step:>6} {row.lr:>10.3e} {row.train_loss:>10.4f} "
