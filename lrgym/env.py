@@ -262,8 +262,9 @@ class LRControlEnv(gym.Env):
     def _final_info(self) -> dict[str, Any]:
         trainee = self.trainee
         test = self.dataset.test
-        at_best = trainee.evaluate(test, weights="best")
         final = trainee.evaluate(test, weights="current")
+        # The best-validation point is often the last one: then it is the same evaluation.
+        at_best = final if trainee.best_step == trainee.step else trainee.evaluate(test, weights="best")
         return {
             "test_loss_at_best_val": _finite(at_best.loss),
             "test_accuracy_at_best_val": _finite(at_best.accuracy),
