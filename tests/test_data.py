@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -138,3 +139,13 @@ def test_batches_are_epoch_permutations_from_a_seeded_generator():
     assert state["epoch"] == 1
     again, _ = draw(0)
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_debian_fashion_mnist_gives_the_paper_splits():
+    dataset = load_dataset("fashion-mnist")
+    assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (50_000, 10_000, 10_000)
+    assert sorted(dataset.test.y.unique().tolist()) == list(range(10))
