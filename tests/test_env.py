@@ -201,3 +201,11 @@ def test_per_group_sampler_gives_each_parameter_tensor_a_group_and_same_updates(
     first = plain.step(np.zeros(1, np.float32))
     second = split.step(np.zeros(1, np.float32))
     np.testing.assert_array_equal(first[0], second[0])
+
+
+@pytest.mark.parametrize("optimizer", ["schedulefree-adamw", "schedulefree-sgd", "prodigy"])
+def test_practitioner_optimizers_train_in_the_env(optimizer):
+    lr = 1.0 if optimizer == "prodigy" else 1e-2
+    _, rewards, info = rollout(make(optimizer=optimizer, initial_lrs=[lr]), [np.zeros(1, np.float32)] * 4)
+    assert len(rewards) == 4 and not info["diverged"]
+    assert info["best_val_loss"] < 2.3  # learned something from the chance level of 10 classes
