@@ -4,7 +4,7 @@ Seeds are paired: run ``seed`` of every agent starts from the same initial weigh
 sees the same batches and is scored on the same validation subset (the env derives
 all of them from the seed), so agents can be compared seed by seed.
 
-Runs are spread over worker processes with :class:`concurrent.futures.ProcessPoolExecutor`
+Runs are spread over worker processes by :func:`lrgym.parallel.run_jobs`
 (spawn context: CUDA and a forked torch do not mix); each worker uses one torch
 thread, loads each dataset once (``lrgym.data`` caches it per process) and builds
 each agent once, then reuses it for every seed it is given.
@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import csv
 import math
-import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lrgym.parallel import run_jobs
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
@@ -78,12 +77,6 @@ def agent_entries(names: Sequence[str]) -> list[AgentEntry]:
 
 # ---------------------------------------------------------------------------- one run
 _WORKER_AGENTS: dict[tuple, Any] = {}  # agents built in this process, reused across seeds
-
-
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # J workers on J cores, not J x all cores
 
 
 def _build_agent(entry: AgentEntry, task: TaskSpec):
@@ -226,8 +219,6 @@ def evaluate(
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
     :return: result and trajectory rows ordered by agent, then seed.
     """
-    from tqdm.auto import tqdm
-
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
     labels = [entry.label for entry in entries]
     if len(set(labels)) != len(labels):
@@ -238,28 +229,12 @@ def evaluate(
     entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
     _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
-    outcomes: dict[tuple[str, int], tuple[dict, list[dict]]] = {}
-    bar = tqdm(total=len(work), desc=f"evaluate {task.name}", unit="run", disable=not progress)
-    if jobs <= 1:
-        _init_worker()
-        for entry, seed in work:
-            outcomes[entry.label, seed] = run_one(entry, task, seed, env_options)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")
-        workers = min(jobs, len(work))
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
-            futures = {
-                pool.submit(run_one, entry, task, seed, env_options): (entry.label, seed)
-                for entry, seed in work
-            }
-            for future in as_completed(futures):
-                outcomes[futures[future]] = future.result()
-                bar.update()
-    bar.close()
+    outcomes = run_jobs(
+        run_one, [(entry, task, seed, env_options) for entry, seed in work], jobs,
+        description=f"evaluate {task.name}", progress=progress,
+    )
     results, trajectories = [], []
-    for entry, seed in work:
-        result, trajectory = outcomes[entry.label, seed]
+    for result, trajectory in outcomes:
         results.append(result)
         trajectories.extend(trajectory)
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)

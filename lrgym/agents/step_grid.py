@@ -27,15 +27,14 @@ import hashlib
 import itertools
 import json
 import math
-import multiprocessing
 import os
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from lrgym.agents.base import make_env, run_episode
 from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.parallel import run_jobs
 from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
 
 SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
@@ -83,12 +82,6 @@ def score_configuration(
     return math.inf if best is None else float(best)
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)  # J workers on J cores
-
-
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no infinity
 
@@ -115,8 +108,6 @@ def tune_step_grid(
         ``tuned_on`` (the task spec), ``agent`` (the grid spec) and ``grid`` (every row with
         its per-seed ``scores`` and ``mean``; ``None`` stands for not finite).
     """
-    from tqdm.auto import tqdm
-
     spec = load_agent_spec(spec) if isinstance(spec, str) else spec
     configurations = grid_configurations(spec.params)
     seeds = [int(seed) for seed in (seeds if seeds is not None else spec.params.get("tuning_seeds", [1000]))]
@@ -124,23 +115,11 @@ def tune_step_grid(
         raise ValueError("tune_step_grid needs at least one tuning seed")
     env_options = dict(env_options or {})
     runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
-    bar = tqdm(total=len(runs), desc=f"tuning {spec.name} on {task.name}", disable=not progress)
-    scores: dict[tuple[int, int], float] = {}
-    if jobs <= 1:
-        for index, seed in runs:
-            scores[index, seed] = score_configuration(task, configurations[index], seed, env_options)
-            bar.update()
-    else:
-        context = multiprocessing.get_context("spawn")  # CUDA and a forked torch do not mix
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
-            futures = {
-                (index, seed): pool.submit(score_configuration, task, configurations[index], seed, env_options)
-                for index, seed in runs
-            }
-            for key, future in futures.items():
-                scores[key] = future.result()
-                bar.update()
-    bar.close()
+    run_scores = run_jobs(
+        score_configuration, [(task, configurations[index], seed, env_options) for index, seed in runs],
+        jobs, description=f"tuning {spec.name} on {task.name}", unit="it", progress=progress,
+    )
+    scores: dict[tuple[int, int], float] = dict(zip(runs, run_scores))
     rows = []
     for index, configuration in enumerate(configurations):
         row_scores = [scores[index, seed] for seed in seeds]
