@@ -9,6 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
+from gymnasium.utils import seeding
 
 from lrgym.data import load_dataset
 from lrgym.features import FEATURE_LIMIT, FEATURE_NAMES, Measurement, observation
@@ -51,6 +52,19 @@ def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
     else:
         lr = float(values[0])
     return clip_lr(task, lr)
+
+
+def episode_draws(task: TaskSpec, np_random: np.random.Generator) -> tuple[int, float]:
+    """What ``reset`` draws from the episode's generator: the trainee seed and the initial rate."""
+    trainee_seed = int(np_random.integers(2**31 - 1))
+    initial_lr = float(np_random.choice(np.array(task.initial_lrs)))
+    return trainee_seed, clip_lr(task, initial_lr)
+
+
+def initial_lr_for_seed(task: TaskSpec, seed: int) -> float:
+    """The initial rate ``reset(seed=seed)`` gives, without building a trainee."""
+    np_random, _ = seeding.np_random(seed)  # what gymnasium.Env.reset(seed=...) seeds
+    return episode_draws(task, np_random)[1]
 
 
 class LRControlEnv(gym.Env):
@@ -154,11 +168,9 @@ class LRControlEnv(gym.Env):
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
         super().reset(seed=seed)
-        trainee_seed = int(self.np_random.integers(2**31 - 1))
-        initial_lr = float(self.np_random.choice(np.array(self.task.initial_lrs)))
+        trainee_seed, initial_lr = episode_draws(self.task, self.np_random)
         if options and "initial_lr" in options:
-            initial_lr = float(options["initial_lr"])
-        initial_lr = self._clip(initial_lr)
+            initial_lr = clip_lr(self.task, float(options["initial_lr"]))
         self.trainee = Trainee(
             self.dataset,
             model=self.task.model,
@@ -226,9 +238,6 @@ class LRControlEnv(gym.Env):
         return self.trainee.lr
 
     # ------------------------------------------------------------------ internals
-    def _clip(self, lr: float) -> float:
-        return clip_lr(self.task, lr)
-
     def _reward(self, val_loss: float) -> float:
         if self.task.reward == "val_loss":
             reward = -val_loss

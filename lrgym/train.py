@@ -48,7 +48,7 @@ from lrgym.checkpoint import (
     save_checkpoint,
     space_signature,
 )
-from lrgym.env import LRControlEnv, resolve_device
+from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
 from lrgym.specs import AgentSpec, TaskSpec
 
 TRAINING_SEED_START = 10_000
@@ -112,7 +112,7 @@ def held_out_seeds(env: LRControlEnv, count: int) -> list[int]:
     seeds: list[int] = []
     seed = HELD_OUT_SEED_START
     while len(seeds) < count:
-        initial_lr = env.reset(seed=seed)[1]["initial_lr"]
+        initial_lr = initial_lr_for_seed(env.task, seed)
         if taken[initial_lr] < per_rate or seed >= HELD_OUT_SEED_START + 100 * count:
             seeds.append(seed)
             taken[initial_lr] += 1

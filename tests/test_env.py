@@ -209,3 +209,11 @@ def test_practitioner_optimizers_train_in_the_env(optimizer):
     _, rewards, info = rollout(make(optimizer=optimizer, initial_lrs=[lr]), [np.zeros(1, np.float32)] * 4)
     assert len(rewards) == 4 and not info["diverged"]
     assert info["best_val_loss"] < 2.3  # learned something from the chance level of 10 classes
+
+
+def test_initial_lr_for_seed_is_what_reset_draws():
+    from lrgym.env import initial_lr_for_seed
+
+    env = make()
+    for seed in range(8):
+        assert initial_lr_for_seed(env.unwrapped.task, seed) == env.reset(seed=seed)[1]["initial_lr"]
