@@ -160,18 +160,19 @@ class Trainee:
 
     # -------------------------------------------------------------------- training
     def sample_batch(
-        self, split: Split | None = None, generator: torch.Generator | None = None
+        self, split: Split | None = None, generator: torch.Generator | None = None, size: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """A random batch of ``split`` (train by default) drawn with ``generator``.
 
-        With no generator this is the trainee's own batch stream (the one training uses).
+        With no generator this is the trainee's own batch stream (the one training uses);
+        with one, ``size`` examples (default: the batch size) drawn with replacement.
         """
         split = split or self.dataset.train
         if generator is None:
             index = batch_index(len(split), self.batch_size, self._batch_generator, self._batch_state)
         else:
             index = torch.randint(
-                len(split), (self.batch_size,), generator=generator, device=generator.device
+                len(split), (size or self.batch_size,), generator=generator, device=generator.device
             )
         index = index.to(split.x.device)
         return split.inputs(index), split.labels(index)

@@ -53,6 +53,7 @@ from torch.func import functional_call
 from lrgym.agents.base import EpisodeStart
 from lrgym.agents.schedules import split_options
 from lrgym.agents.seeding import agent_generator
+from lrgym.env import clip_lr
 from lrgym.specs import AgentSpec, TaskSpec
 
 FACTOR_LISTS: dict[str, tuple[float, ...]] = {
@@ -190,16 +191,12 @@ class LookaheadAgent:
 
     def reset(self, start: EpisodeStart) -> None:
         self.env = start.env
-        self.lr_min, self.lr_max = start.task.lr_min, start.task.lr_max
+        self.task = start.task
         self.generator = agent_generator(start.seed, "lookahead-scoring")
 
     def scoring_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """A random training batch from the agent's own generator."""
-        trainee = self.env.trainee
-        split = trainee.dataset.train
-        size = self.scoring_batch_size or trainee.batch_size
-        index = torch.randint(len(split), (size,), generator=self.generator).to(split.x.device)
-        return split.inputs(index), split.labels(index)
+        return self.env.trainee.sample_batch(generator=self.generator, size=self.scoring_batch_size)
 
     def act(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         lr = info["lr"]
@@ -207,7 +204,7 @@ class LookaheadAgent:
         losses = trial_losses(self.env.trainee.model, inputs, labels, lr, self.factors, self.chunk_size)
         self.last_losses = losses.tolist()
         factor = lookahead_factor(self.last_losses, self.factors, self.temperature, self.spread_floor)
-        return np.array([min(max(lr * factor, self.lr_min), self.lr_max)])
+        return np.array([clip_lr(self.task, lr * factor)])
 
 
 def make_lookahead_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> LookaheadAgent:

@@ -49,6 +49,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrgym.agents.base import EpisodeStart
+from lrgym.env import clip_lr
 from lrgym.specs import AgentSpec, TaskSpec
 
 SCHEDULE_KEYS = (
@@ -177,7 +178,7 @@ class PlateauAgent:
 
     def reset(self, start: EpisodeStart) -> None:
         initial_lr = self.initial_lr if self.initial_lr is not None else start.initial_lr
-        self.lr_min, self.lr_max = start.task.lr_min, start.task.lr_max
+        self.task = start.task
         self.optimizer = dummy_optimizer(initial_lr)
         self.scheduler = build_scheduler(
             self.optimizer, self.schedule, start.task.decisions, initial_lr
@@ -188,7 +189,7 @@ class PlateauAgent:
             self.optimizer.step()
             self.scheduler.step(info["val_loss"])
         rate = self.optimizer.param_groups[0]["lr"]
-        return np.array([min(max(rate, self.lr_min), self.lr_max)])
+        return np.array([clip_lr(self.task, rate)])
 
 
 def split_options(params: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
