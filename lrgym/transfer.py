@@ -134,3 +134,34 @@ def plan_transfer(
     if changed:
         notes.append("source -> target: " + "; ".join(changed))
     return TransferPlan(checkpoint, source, target, entries, TRANSFERRED_BASELINE, notes)
+
+
+def run_transfer(
+    checkpoint: str | Path,
+    target: TaskSpec,
+    seeds: Sequence[int],
+    folder: str | Path,
+    baseline_config: str | Path | None = None,
+    target_baselines: Sequence[str] = TARGET_BASELINES,
+    jobs: int = 1,
+    env_options: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
+
+    Step-decay choices tuned here are cached in ``folder/step-grid``.
+    :returns: the written paths (as :func:`lrgym.evaluate.write_evaluation`).
+    """
+    from lrgym.evaluate import evaluate, write_evaluation
+
+    folder = Path(folder)
+    cache_dir = folder / "step-grid"
+    plan = plan_transfer(
+        checkpoint, target, baseline_config, target_baselines, jobs=jobs,
+        env_options=env_options, cache_dir=cache_dir,
+    )
+    evaluation = evaluate(
+        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir
+    )
+    evaluation.notes[:0] = plan.notes
+    title = f"Transfer {plan.source.name} -> {target.name}"
+    return write_evaluation(evaluation, folder, reference=plan.reference, title=title)

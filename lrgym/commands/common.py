@@ -42,6 +42,11 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (agent and task lists on the command line)."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def env_options(args: argparse.Namespace) -> dict:
     return {"device": args.device, "data_dir": args.data_dir, "download": args.download}
 

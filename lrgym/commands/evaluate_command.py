@@ -7,6 +7,7 @@ import argparse
 from lrgym.commands.common import (
     add_data_arguments,
     add_override_argument,
+    comma_list,
     env_options,
     out_dir,
     parse_overrides,
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    entries = agent_entries([name.strip() for name in args.agents.split(",") if name.strip()])
+    entries = agent_entries(comma_list(args.agents))
     labels = [entry.label for entry in entries]
     reference = args.reference or labels[0]
     if reference not in labels:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lrgym.commands.common import env_options, out_dir, parse_overrides
+from lrgym.commands.common import comma_list, env_options, out_dir, parse_overrides
 from lrgym.commands.evaluate_command import add_evaluation_arguments
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
@@ -53,10 +53,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_evaluation_arguments(parser)
 
 
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def run(args: argparse.Namespace) -> int:
     import platform
     import sys
@@ -69,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.evaluate import AgentEntry, default_jobs, evaluate, write_evaluation
     from lrgym.specs import load_agent_spec, load_task_spec
     from lrgym.train import train
-    from lrgym.transfer import plan_transfer
+    from lrgym.transfer import run_transfer
 
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
-    targets = [load_task_spec(name, **parse_overrides(args.target_overrides)) for name in _names(args.transfer_to)]
+    targets = [load_task_spec(name, **parse_overrides(args.target_overrides)) for name in comma_list(args.transfer_to)]
     recipe = load_agent_spec(args.agent)
     grid = load_agent_spec("step-grid")
-    for name in _names(args.baselines) + _names(args.target_baselines):
+    for name in comma_list(args.baselines) + comma_list(args.target_baselines):
         load_agent_spec(name)  # unknown names fail now, not after an hour of training
     jobs = args.jobs or default_jobs()
     options = env_options(args)
@@ -122,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     entries = [
         AgentEntry("step-grid", "step-grid", {"config": choice}),
         AgentEntry(f"ppo:{checkpoint.name}", f"ppo:{checkpoint}"),
-        *(AgentEntry(name, name) for name in _names(args.baselines)),
+        *(AgentEntry(name, name) for name in comma_list(args.baselines)),
     ]
     evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options)
     paths = write_evaluation(evaluation, folder / "evaluate", reference="step-grid",
@@ -133,14 +129,10 @@ def run(args: argparse.Namespace) -> int:
     # 4. transfer
     for target in targets:
         since = time.perf_counter()
-        target_folder = folder / f"transfer-{target.name}"
-        plan = plan_transfer(checkpoint, target, target_baselines=_names(args.target_baselines),
-                             jobs=jobs, env_options=options, cache_dir=target_folder / "step-grid")
-        transfer = evaluate(target, plan.entries, seeds, jobs=jobs, env_options=options,
-                            cache_dir=target_folder / "step-grid")
-        transfer.notes[:0] = plan.notes
-        paths = write_evaluation(transfer, target_folder, reference=plan.reference,
-                                 title=f"Transfer {task.name} -> {target.name}")
+        paths = run_transfer(
+            checkpoint, target, seeds, folder / f"transfer-{target.name}",
+            target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
+        )
         stage(f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.commands.common import env_options, out_dir, parse_overrides
+from lrgym.commands.common import comma_list, env_options, out_dir, parse_overrides
 from lrgym.commands.evaluate_command import add_evaluation_arguments, print_written
 
 HELP = "run a trained controller on another task against the step decay transferred the same way"
@@ -28,27 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.evaluate import default_jobs, evaluate, write_evaluation
+    from lrgym.evaluate import default_jobs
     from lrgym.specs import load_task_spec
-    from lrgym.transfer import plan_transfer
+    from lrgym.transfer import run_transfer
 
     target = load_task_spec(args.task, **parse_overrides(args.overrides))
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    jobs = args.jobs or default_jobs()
     folder = out_dir(args.out or f"runs/transfer-{target.name}")
-    baselines = [name.strip() for name in args.target_baselines.split(",") if name.strip()]
-    plan = plan_transfer(
-        args.checkpoint, target, args.baseline_config, baselines, jobs=jobs,
-        env_options=env_options(args), cache_dir=folder / "step-grid",
+    paths = run_transfer(
+        args.checkpoint, target, range(args.seeds), folder, args.baseline_config,
+        comma_list(args.target_baselines), jobs=args.jobs or default_jobs(), env_options=env_options(args),
     )
-    evaluation = evaluate(
-        target, plan.entries, list(range(args.seeds)), jobs=jobs, env_options=env_options(args),
-        cache_dir=folder / "step-grid",
-    )
-    evaluation.notes[:0] = plan.notes
-    title = f"Transfer {plan.source.name} -> {target.name}"
-    paths = write_evaluation(evaluation, folder, reference=plan.reference, title=title)
     print(paths["summary"].read_text())
     print_written(paths, folder)
     return 0
