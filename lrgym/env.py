@@ -147,7 +147,8 @@ class LRControlEnv(gym.Env):
         self.task = TaskSpec(**spec_fields)
         self.device = resolve_device(device)
         self.dataset = load_dataset(
-            self.task.dataset, data_dir=data_dir, download=download, device=self.device
+            self.task.dataset, data_dir=data_dir, download=download, device=self.device,
+            dataset_kwargs=self.task.dataset_kwargs,
         )
         self.observation_space = spaces.Box(
             -FEATURE_LIMIT, FEATURE_LIMIT, (len(FEATURE_NAMES),), dtype=np.float32
@@ -181,6 +182,7 @@ class LRControlEnv(gym.Env):
             seed=trainee_seed,
             optimizer_kwargs=self.task.optimizer_kwargs,
             device=self.device,
+            model_kwargs=self.task.model_kwargs,
         )
         self._lr_sampler = None
         self._lr_trajectory: list[float] = []
