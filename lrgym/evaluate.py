@@ -263,7 +263,8 @@ def _csv_value(value: Any) -> Any:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN)."""
+    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN; text,
+    such as a family instance's model, stays text)."""
     rows = []
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
@@ -273,9 +274,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"
+                elif value == "":
+                    parsed[key] = math.nan
                 else:
-                    parsed[key] = math.nan if value == "" else float(value)
+                    try:
+                        parsed[key] = float(value)
+                    except ValueError:
+                        parsed[key] = value
             parsed["seed"] = int(parsed["seed"])
+            if "instance" in parsed:
+                parsed["instance"] = int(parsed["instance"])
             rows.append(parsed)
     return rows
 
