@@ -15,6 +15,7 @@ from lrgym.data import load_dataset
 from lrgym.features import FEATURE_LIMIT, FEATURE_NAMES, Measurement, observation
 from lrgym.specs import TaskSpec
 from lrgym.trainee import LRSampler, Trainee
+from lrgym.validation import positive_number
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -36,22 +37,73 @@ def clip_lr(task: TaskSpec, lr: float) -> float:
     return float(min(max(lr, task.lr_min), task.lr_max))
 
 
+def check_action(task: TaskSpec, action: Any) -> float:
+    """The number ``action`` holds, refusing what ``task``'s action space does not hold.
+
+    Accepted: one real number in any shape that holds exactly one (``0.5``, ``[0.5]``,
+    ``np.array([[0.5]])``). ``scale``: finite (finite values outside [-1, 1] are clipped, as
+    SB3 clips a policy's actions); ``discrete``: an integer type, 0, 1 or 2; ``lr``: finite and
+    >= 0 (rates below ``lr_min``, 0 included, become ``lr_min``, as a schedule decaying to 0 asks).
+
+    :raises TypeError: not a real number (None, a string, a bool, an object).
+    :raises ValueError: not exactly one element, or a value outside the space.
+    """
+    space = {"scale": "Box(-1.0, 1.0, (1,))", "discrete": "Discrete(3)"}.get(
+        task.action, f"Box({task.lr_min}, {task.lr_max}, (1,))")
+    expected = f"action mode {task.action!r} expects one number of {space}"
+    try:
+        values = np.asarray(action)
+    except (TypeError, ValueError) as error:  # a ragged list
+        raise TypeError(f"{expected}, got {action!r} ({error})") from error
+    if action is None or values.dtype.kind not in "iuf":
+        raise TypeError(f"{expected}, got {action!r} ({type(action).__name__}, dtype {values.dtype})")
+    if values.size != 1:
+        raise ValueError(f"{expected}, got {values.size} elements (shape {values.shape}): {action!r}")
+    value = values.reshape(-1)[0].item()  # a Python number: messages show 1.5, not np.float64(1.5)
+    if task.action == "discrete":
+        if values.dtype.kind not in "iu" or int(value) not in (0, 1, 2):
+            raise ValueError(f"{expected}: an integer 0, 1 or 2, got {value!r} (dtype {values.dtype})")
+        return float(value)
+    if not math.isfinite(value) or (task.action == "lr" and value < 0):
+        allowed = "finite and >= 0" if task.action == "lr" else "finite"
+        raise ValueError(f"{expected}: {allowed}, got {value!r}")
+    return float(value)
+
+
 def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
     """The rate after ``action`` in ``task``'s action mode (see *Actions* below), clipped.
 
-    The one rule for the environment and for a controller driving a plain training loop.
+    The one rule for the environment and for a controller driving a plain training loop;
+    the action is checked by :func:`check_action`.
     """
-    values = np.asarray(action, dtype=np.float64).reshape(-1)
+    value = check_action(task, action)
     if task.action == "scale":
-        lr = lr * task.lr_scale ** float(np.clip(values[0], -1.0, 1.0))
+        lr = lr * task.lr_scale ** float(np.clip(value, -1.0, 1.0))
     elif task.action == "discrete":
-        choice = int(values[0])
-        if choice not in (0, 1, 2):
-            raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
-        lr = lr * task.lr_scale ** (choice - 1)
+        lr = lr * task.lr_scale ** (int(value) - 1)
     else:
-        lr = float(values[0])
+        lr = value
     return clip_lr(task, lr)
+
+
+def checked_lr_sampler(sampler: LRSampler) -> LRSampler:
+    """``sampler``, raising when it returns a rate that is not finite and > 0: an agent bug,
+    which must not be scored as a divergence of the trainee."""
+
+    def checked(step: int, lr: float, num_groups: int):
+        rates = sampler(step, lr, num_groups)
+        try:
+            values = np.asarray(rates, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"the agent's lr sampler returned {rates!r} at trainee step {step}: not rates") from error
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise ValueError(
+                f"the agent's lr sampler returned {rates!r} at trainee step {step}: every rate must be finite "
+                "and > 0 (a bug in the agent, not a divergence of the trainee)"
+            )
+        return rates
+
+    return checked
 
 
 def episode_draws(task: TaskSpec, np_random: np.random.Generator) -> tuple[int, float]:
@@ -98,6 +150,9 @@ class LRControlEnv(gym.Env):
     - ``lr``: ``Box(lr_min, lr_max, (1,))``; the absolute learning rate (heuristic agents).
 
     The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used.
+    A malformed action (not one real number, NaN or infinite, a non-integer or out-of-range
+    discrete action, a negative rate) is refused with a ``TypeError`` or ``ValueError``
+    (:func:`check_action`), and ``step()`` after the episode ended raises: call ``reset()``.
     An agent may also install a per-step, per-parameter-group sampler for the next
     intervals with :meth:`set_lr_sampler` (cleared at every reset).
 
@@ -170,7 +225,7 @@ class LRControlEnv(gym.Env):
         super().reset(seed=seed)
         trainee_seed, initial_lr = episode_draws(self.task, self.np_random)
         if options and "initial_lr" in options:
-            initial_lr = clip_lr(self.task, float(options["initial_lr"]))
+            initial_lr = clip_lr(self.task, positive_number("reset option initial_lr", options["initial_lr"]))
         self.trainee = Trainee(
             self.dataset,
             model=self.task.model,
@@ -183,6 +238,7 @@ class LRControlEnv(gym.Env):
             device=self.device,
         )
         self._lr_sampler = None
+        self._ended = False
         self._lr_trajectory: list[float] = []
         measurement = self.trainee.measure()
         self._previous_val_loss = measurement.val_loss
@@ -194,9 +250,12 @@ class LRControlEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.trainee is None:
             raise RuntimeError("call reset() before step()")
+        if self._ended:
+            raise RuntimeError(f"the episode has ended (at trainee step {self.trainee.step}): call reset() first")
         trainee, task = self.trainee, self.task
         trainee.set_lr(next_lr(task, trainee.lr, action))
         self._lr_trajectory.append(trainee.lr)
+        self._ended = True  # until the interval is trained: an exception inside leaves no episode to continue
         train_loss = trainee.train(min(task.interval, task.steps - trainee.step), self._lr_sampler)
         diverged = not math.isfinite(train_loss) or train_loss > task.divergence_loss
         measurement = None if diverged else trainee.measure()
@@ -213,6 +272,7 @@ class LRControlEnv(gym.Env):
             obs = observation(train_loss, measurement, trainee.lr, trainee.step / task.steps)
             info = self._step_info(train_loss, measurement, diverged=False)
         self._last_observation = obs
+        self._ended = done or diverged
         if done or diverged:
             info.update(self._final_info())
         return obs, float(reward), bool(done or diverged), False, info
@@ -228,6 +288,7 @@ class LRControlEnv(gym.Env):
             if self.trainee is None:
                 raise RuntimeError("call reset() before set_lr_sampler()")
             self.trainee.split_param_groups()
+            sampler = checked_lr_sampler(sampler)
         self._lr_sampler = sampler
 
     @property

@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lrgym.data import unknown_name_error
+from lrgym.validation import task_fields
 
 ACTION_MODES = ("scale", "discrete", "lr")
 REWARDS = ("val_loss", "log_val_loss", "improvement")
@@ -67,24 +68,12 @@ class TaskSpec:
     divergence_loss: float = 20.0  # a training loss above this ends the episode
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
-        object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
-        problems = []
-        if self.action not in ACTION_MODES:
-            problems.append(f"action must be one of {', '.join(ACTION_MODES)}, got {self.action!r}")
-        if self.reward not in REWARDS:
-            problems.append(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        for name in ("batch_size", "steps", "interval", "val_size"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not 0 < self.lr_min <= self.lr_max:
-            problems.append(f"need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
-        if not self.initial_lrs:
-            problems.append("initial_lrs must hold at least one learning rate")
-        if self.lr_scale <= 1:
-            problems.append(f"lr_scale must be > 1, got {self.lr_scale}")
+        # Every field is checked here, so that no bad value fails later deep inside (lrgym.validation).
+        values, problems = task_fields(self, ACTION_MODES, REWARDS)
         if problems:
             raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def decisions(self) -> int:
