@@ -19,10 +19,18 @@ from lrgym.validation import positive_number
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means the GPU when there is one."""
+    """``auto`` means the GPU when there is one; a device this machine lacks is a ``ValueError``."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use cpu or auto")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return resolved
 
 
 def _finite(value: float | None) -> float | None:

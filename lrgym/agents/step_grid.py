@@ -158,7 +158,12 @@ def load_choice(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no step-grid choice at {path} (write one with tune_step_grid + save_choice)")
-    choice = json.loads(path.read_text())
+    try:
+        choice = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a step-grid choice: it is not valid JSON ({error})") from error
+    if not isinstance(choice, dict):
+        raise ValueError(f"{path} is not a step-grid choice: expected a JSON object, got {type(choice).__name__}")
     missing = [key for key in ("initial_lr", "scheduler", "kwargs") if key not in choice]
     if missing:
         raise ValueError(f"{path} is not a step-grid choice: it lacks {', '.join(missing)}")

@@ -11,6 +11,7 @@ from lrgym.commands.common import (
     env_options,
     out_dir,
     parse_overrides,
+    positive_int,
 )
 
 HELP = "run agents on the same seeds of a task; write tables, significance tests and plots"
@@ -19,11 +20,11 @@ HELP = "run agents on the same seeds of a task; write tables, significance tests
 def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int = 10) -> None:
     """Flags shared by ``evaluate``, ``transfer`` and ``experiment``."""
     parser.add_argument(
-        "--seeds", type=int, default=default_seeds,
+        "--seeds", type=positive_int, default=default_seeds,
         help=f"evaluation seeds 0..N-1, the same for every agent (default {default_seeds})",
     )
     parser.add_argument(
-        "--jobs", "-j", type=int, default=None,
+        "--jobs", "-j", type=positive_int, default=None,
         help="worker processes (default: one per available CPU core)",
     )
     add_override_argument(parser)
@@ -54,9 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_task_spec
 
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    entries = agent_entries(comma_list(args.agents))
+    entries = agent_entries(comma_list(args.agents, "--agents"))
     labels = [entry.label for entry in entries]
     reference = args.reference or labels[0]
     if reference not in labels:

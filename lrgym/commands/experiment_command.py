@@ -17,7 +17,14 @@ from __future__ import annotations
 import argparse
 import time
 
-from lrgym.commands.common import comma_list, env_options, out_dir, parse_overrides
+from lrgym.commands.common import (
+    comma_list,
+    env_options,
+    non_negative_int,
+    out_dir,
+    parse_overrides,
+    positive_int,
+)
 from lrgym.commands.evaluate_command import add_evaluation_arguments
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
@@ -36,11 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agent", default="ppo", help="training recipe in agents/ (ppo or ppo-lstm)")
     parser.add_argument(
-        "--timesteps", type=int, default=None,
+        "--timesteps", type=positive_int, default=None,
         help="controller decisions to meta-train on (default: the recipe's); scale down for quick runs",
     )
-    parser.add_argument("--n-envs", type=int, default=1, help="trainees trained in parallel during meta-training")
-    parser.add_argument("--train-seed", type=int, default=0, help="seed of PPO")
+    parser.add_argument(
+        "--n-envs", type=positive_int, default=1, help="trainees trained in parallel during meta-training"
+    )
+    parser.add_argument("--train-seed", type=non_negative_int, default=0, help="seed of PPO")
     parser.add_argument(
         "--baselines", default=DEFAULT_BASELINES,
         help=f"other agents in the evaluation besides step-grid and the controller (default {DEFAULT_BASELINES})",

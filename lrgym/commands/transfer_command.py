@@ -33,8 +33,6 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.transfer import run_transfer
 
     target = load_task_spec(args.task, **parse_overrides(args.overrides))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     folder = out_dir(args.out or f"runs/transfer-{target.name}")
     paths = run_transfer(
         args.checkpoint, target, range(args.seeds), folder, args.baseline_config,
