@@ -27,8 +27,20 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
         "--jobs", "-j", type=positive_int, default=None,
         help="worker processes (default: one per available CPU core)",
     )
+    parser.add_argument(
+        "--allow-long-tuning", action="store_true",
+        help="run a step-grid tuning even when it is estimated to take longer than 30 minutes here "
+             "(without it such a tuning is refused before it starts)",
+    )
     add_override_argument(parser)
     add_data_arguments(parser)
+
+
+def max_tuning_s(args: argparse.Namespace) -> float | None:
+    """The bound on a step-grid tuning's estimated time: none with ``--allow-long-tuning``."""
+    from lrgym.agents.step_grid import LONG_TUNING_S
+
+    return None if args.allow_long_tuning else LONG_TUNING_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid",
+        env_options=env_options(args), cache_dir=folder / "step-grid", max_tuning_s=max_tuning_s(args),
     )
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())

@@ -25,7 +25,7 @@ from lrgym.commands.common import (
     parse_overrides,
     positive_int,
 )
-from lrgym.commands.evaluate_command import add_evaluation_arguments
+from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
 DEFAULT_BASELINES = "constant,cosine,aslr,lookahead"
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         choice = load_choice(choice_path)
         stage("tune step decay", since, f"reused {choice_path}")
     else:
-        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options)
+        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options, max_seconds=max_tuning_s(args))
         save_choice(choice, choice_path)
         stage("tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
               f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
@@ -141,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         paths = run_transfer(
             checkpoint, target, seeds, folder / f"transfer-{target.name}",
             target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
+            max_tuning_s=max_tuning_s(args),
         )
         stage(f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())
