@@ -141,7 +141,7 @@ def git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def _write_files(folder: Path, tag: str, model: Any, vec_normalize: Any, training_state: bool) -> None:
+def write_checkpoint_files(folder: Path, tag: str, model: Any, vec_normalize: Any, training_state: bool) -> None:
     """The checkpoint's data files, named with ``tag``, into (empty) ``folder``."""
     names = {role: prefix + tag + suffix for role, (prefix, suffix) in FILE_ROLES.items()}
     save_policy_weights(model.policy, folder / names["policy"])
@@ -196,7 +196,7 @@ def save_checkpoint(
     tag = f"{int(model.num_timesteps):09d}-{secrets.token_hex(4)}"
     staging = folder / f".saving-{tag}"
     staging.mkdir()
-    _write_files(staging, tag, model, vec_normalize, training_state)
+    write_checkpoint_files(staging, tag, model, vec_normalize, training_state)
     full_card = {
         "format": CARD_FORMAT,
         **card,

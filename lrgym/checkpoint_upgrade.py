@@ -20,11 +20,11 @@ from lrgym.checkpoint import (
     CARD_FILE,
     CARD_FORMAT,
     SECURITY_NOTE,
-    _write_files,
     algorithm_class,
     commit_files,
     package_versions,
     sha256,
+    write_checkpoint_files,
 )
 from lrgym.policy_files import policy_facts
 
@@ -54,7 +54,7 @@ def upgrade_checkpoint(folder: str | Path, keep_training_state: bool = False) ->
     tag = f"{int(model.num_timesteps):09d}-{secrets.token_hex(4)}"
     staging = folder / f".saving-{tag}"
     staging.mkdir()
-    _write_files(staging, tag, model, vec_normalize, training_state=keep_training_state)
+    write_checkpoint_files(staging, tag, model, vec_normalize, training_state=keep_training_state)
     new_card = {
         **{key: value for key, value in card.items() if key != "files"},
         "format": CARD_FORMAT,

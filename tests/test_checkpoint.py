@@ -249,3 +249,31 @@ def test_no_acting_path_unpickles_a_hostile_checkpoint(checkpoint, tiny_task, tm
     with pytest.raises(Exception):  # noqa: B017  (whatever SB3 makes of the payload's return value)
         load_training_state(checkpoint, tiny_task, env=_dummy_venv(LRControlEnv(**tiny_task.to_dict())))
     assert marker.read_text() == "pwned"
+
+
+def test_a_controller_saved_without_training_state_acts_but_cannot_resume(tiny_task):
+    folder = project_root() / "checkpoints" / "mnist1d-mlp-ppo"
+    with pytest.raises(ValueError, match="names no model file .*it can act, not resume"):
+        load_training_state(folder, tiny_task, env=None)
+
+
+def test_a_trusted_format_1_checkpoint_is_upgraded_to_act_without_pickle(trained, checkpoint, tiny_task):
+    from lrgym.checkpoint_upgrade import upgrade_checkpoint
+
+    card = read_card(checkpoint)
+    legacy = {"model": "model.zip", "vecnormalize": "vecnormalize.pkl"}
+    for role, name in legacy.items():
+        card_file(checkpoint, card, role).rename(checkpoint / name)
+    for role in ("policy", "normalization"):
+        card_file(checkpoint, card, role).unlink()
+    old_card = {key: value for key, value in card.items() if key not in ("policy", "security")}
+    old_card.update(format=1, files={name: sha256(checkpoint / name) for name in legacy.values()})
+    (checkpoint / "card.json").write_text(json.dumps(old_card))
+
+    new_card = upgrade_checkpoint(checkpoint)
+    assert new_card["format"] == 2 and set(new_card["files"]) == {"policy", "normalization"}
+    assert new_card["upgraded"]["from_format"] == 1 and new_card["timesteps"] == card["timesteps"]
+    assert not (checkpoint / "model.zip").exists() and not (checkpoint / "vecnormalize.pkl").exists()
+    upgraded, original = (run_episode(make_agent(f"ppo:{folder}", tiny_task), tiny_task, seed=2).trajectory
+                          for folder in (checkpoint, trained))
+    assert [row.lr for row in upgraded] == [row.lr for row in original] and len(upgraded) == 4
