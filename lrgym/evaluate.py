@@ -161,12 +161,14 @@ def resolve_tuned_agents(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
 ) -> tuple[list[AgentEntry], list[str]]:
     """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
 
     The workers then get the choice as the ``config`` option instead of each tuning
     the grid again. With ``cache_dir`` the choice is read from, or written to, the
-    step-grid module's cache file there.
+    step-grid module's cache file there. A tuning estimated to take longer than
+    ``max_tuning_s`` is refused (``None``: no bound).
 
     :return: the entries (step-grid ones carrying their choice) and a line per choice.
     """
@@ -189,7 +191,8 @@ def resolve_tuned_agents(
                 choice = load_choice(path)
             else:
                 choice = tune_step_grid(
-                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {})
+                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
+                    max_seconds=max_tuning_s,
                 )
                 if path is not None:
                     save_choice(choice, path)
@@ -209,6 +212,7 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    max_tuning_s: float | None = None,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -218,6 +222,7 @@ def evaluate(
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
+    :param max_tuning_s: refuse a step-grid tuning estimated to take longer (``None``: no bound).
     :return: result and trajectory rows ordered by agent, then seed.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
@@ -227,7 +232,7 @@ def evaluate(
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
-    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
+    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, max_tuning_s)
     _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
     outcomes = run_jobs(

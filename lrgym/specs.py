@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lrgym.data import unknown_name_error
+from lrgym.validation import task_fields
 
 ACTION_MODES = ("scale", "discrete", "lr", "residual")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
@@ -76,48 +77,12 @@ class TaskSpec:
     base_schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
-        for name in ("optimizer_kwargs", "model_kwargs", "dataset_kwargs"):
-            object.__setattr__(self, name, dict(getattr(self, name)))
-        if isinstance(self.base_schedule, dict) and {"scheduler", "initial_lr"} <= set(self.base_schedule):
-            # Only what runs the schedule: a full step-grid choice also carries its grid rows.
-            base = {
-                "scheduler": str(self.base_schedule["scheduler"]),
-                "initial_lr": float(self.base_schedule["initial_lr"]),
-                "kwargs": dict(self.base_schedule.get("kwargs", {})),
-            }
-            object.__setattr__(self, "base_schedule", base)
-        problems = []
-        if self.action not in ACTION_MODES:
-            problems.append(f"action must be one of {', '.join(ACTION_MODES)}, got {self.action!r}")
-        if self.reward not in REWARDS:
-            problems.append(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        if self.features not in FEATURES:
-            problems.append(f"features must be one of {', '.join(FEATURES)}, got {self.features!r}")
-        for what, values in NEEDS_BASE_SCHEDULE.items():
-            if getattr(self, what) in values and self.base_schedule is None:
-                problems.append(
-                    f"{what} {getattr(self, what)!r} needs base_schedule (a step-grid choice: "
-                    "{scheduler, initial_lr, kwargs})"
-                )
-        if self.base_schedule is not None:
-            if not isinstance(self.base_schedule, dict) or not {"scheduler", "initial_lr"} <= set(
-                self.base_schedule
-            ):
-                problems.append(
-                    f"base_schedule must be a table with scheduler, initial_lr and kwargs, got {self.base_schedule!r}"
-                )
-        for name in ("batch_size", "steps", "interval", "val_size"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not 0 < self.lr_min <= self.lr_max:
-            problems.append(f"need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
-        if not self.initial_lrs:
-            problems.append("initial_lrs must hold at least one learning rate")
-        if self.lr_scale <= 1:
-            problems.append(f"lr_scale must be > 1, got {self.lr_scale}")
+        # Every field is checked here, so that no bad value fails later deep inside (lrgym.validation).
+        values, problems = task_fields(self, ACTION_MODES, REWARDS, FEATURES, NEEDS_BASE_SCHEDULE)
         if problems:
             raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def decisions(self) -> int:

@@ -66,10 +66,12 @@ def transferred_choice(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
 ) -> tuple[dict[str, Any], str]:
     """The step-decay choice of the source task, and where it came from.
 
     :param cache_dir: where a choice tuned now is saved (the checkpoint folder is not written to).
+    :param max_tuning_s: refuse a tuning estimated to take longer (``None``: no bound).
     """
     from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
     from lrgym.specs import load_agent_spec
@@ -85,7 +87,9 @@ def transferred_choice(
     cached = cache_path(cache_dir, source, spec) if cache_dir is not None else None
     if cached is not None and cached.is_file():
         return load_choice(cached), f"tuned earlier on the source task ({cached})"
-    choice = tune_step_grid(source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}))
+    choice = tune_step_grid(
+        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), max_seconds=max_tuning_s
+    )
     if cached is not None:
         save_choice(choice, cached)
     return choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
@@ -100,6 +104,7 @@ def plan_transfer(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
 ) -> TransferPlan:
     """Check that the controller fits ``target`` and choose the agents to compare.
 
@@ -108,6 +113,7 @@ def plan_transfer(
     :param baseline_config: a saved step-decay choice to transfer (default: see module doc).
     :param target_baselines: agents tuned or run on the target itself, labelled
         ``NAME (target)``; step-grid ones are tuned on the target's tuning seeds.
+    :param max_tuning_s: refuse a step-decay tuning estimated to take longer (``None``: no bound).
     :raises ValueError: the controller's observation or action space does not fit the target.
     """
     from lrgym.checkpoint import check_signature, read_card
@@ -118,7 +124,7 @@ def plan_transfer(
     source = TaskSpec(**card["task"])
     choice, origin = transferred_choice(
         checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
-        cache_dir=cache_dir, progress=progress,
+        cache_dir=cache_dir, progress=progress, max_tuning_s=max_tuning_s,
     )
     entries = [
         AgentEntry(TRANSFERRED_BASELINE, "step-grid", {"config": choice}),
@@ -145,10 +151,12 @@ def run_transfer(
     target_baselines: Sequence[str] = TARGET_BASELINES,
     jobs: int = 1,
     env_options: Mapping[str, Any] | None = None,
+    max_tuning_s: float | None = None,
 ) -> dict[str, Path]:
     """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
 
-    Step-decay choices tuned here are cached in ``folder/step-grid``.
+    Step-decay choices tuned here are cached in ``folder/step-grid``; a tuning estimated to
+    take longer than ``max_tuning_s`` is refused before it starts (``None``: no bound).
     :returns: the written paths (as :func:`lrgym.evaluate.write_evaluation`).
     """
     from lrgym.evaluate import evaluate, write_evaluation
@@ -157,10 +165,11 @@ def run_transfer(
     cache_dir = folder / "step-grid"
     plan = plan_transfer(
         checkpoint, target, baseline_config, target_baselines, jobs=jobs,
-        env_options=env_options, cache_dir=cache_dir,
+        env_options=env_options, cache_dir=cache_dir, max_tuning_s=max_tuning_s,
     )
     evaluation = evaluate(
-        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir
+        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir,
+        max_tuning_s=max_tuning_s,
     )
     evaluation.notes[:0] = plan.notes
     title = f"Transfer {plan.source.name} -> {target.name}"
