@@ -9,7 +9,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.family import load_family
-from lrgym.specs import load_task_spec
+from lrgym.specs import load_agent_spec, load_task_spec
 from lrgym.train import HELD_OUT_SEED_START
 
 from .test_family import FAST
@@ -92,6 +92,7 @@ def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_p
                         lambda task, configuration, seed, env_options: configuration["initial_lr"])
     target = load_task_spec("mnist1d-lenet", steps=20, interval=10, val_size=50)
     plan = plan_transfer(tmp_path / "run", target, cache_dir=tmp_path / "cache", progress=False)
-    assert plan.entries[0].options["config"]["initial_lr"] == 0.0001
+    lowest = min(load_agent_spec("step-grid-family").params["initial_lrs"])
+    assert plan.entries[0].options["config"]["initial_lr"] == lowest
     assert plan.entries[0].options["config"]["tuned_on"]["name"] == "mnist1d-family"
     assert plan.source_name == "mnist1d-family" and "the family `mnist1d-family`" in plan.notes[0]
