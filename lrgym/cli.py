@@ -13,7 +13,7 @@ import sys
 
 from lrgym.data import DataNotFoundError
 
-COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment")
+COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment", "aggregate")
 
 
 def _command_modules() -> dict[str, object]:

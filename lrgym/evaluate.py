@@ -28,7 +28,7 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time",
+    "diverged", "decisions", "wall_time", "initial_val_loss",
 )
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
@@ -117,6 +117,7 @@ def run_one(
         "diverged": episode.diverged,
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
+        "initial_val_loss": episode.initial_val_loss,  # what a diverged run is scored at least (lrgym.aggregate)
     }
     trajectory = [
         {
