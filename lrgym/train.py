@@ -27,6 +27,7 @@ reads those files (:func:`lrgym.checkpoint.load_controller`).
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections import Counter
@@ -364,6 +365,7 @@ def _check_same_run(
     pairs = [("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict()),
              ("family", card.get("family") or {}, family.to_dict() if family else {})]
     for what, saved, now in pairs:
+        now = json.loads(json.dumps(now))  # as the card holds it: tuples are lists
         if saved != now:
             changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
             raise ValueError(
