@@ -125,7 +125,12 @@ class AgentSpec:
     task_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["task_overrides"]:
+            # Left out when empty: a spec's dict (and the step-grid cache names hashed from
+            # it, such as the choices shipped in checkpoints/) is what it was before the field.
+            del data["task_overrides"]
+        return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

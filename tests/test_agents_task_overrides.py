@@ -90,3 +90,15 @@ def test_results_name_the_optimizer_that_trained(tiny_task, tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "`prodigy` changes the task it runs: optimizer='prodigy'" in summary
     assert "`constant` changes" not in summary
+
+
+def test_a_spec_without_overrides_keeps_its_identity():
+    # Step-grid choices are cached under a hash of the agent spec's dict: the one shipped
+    # beside the mnist1d-mlp controller must still be found.
+    from lrgym.agents.step_grid import cache_path
+    from lrgym.specs import load_task_spec, project_root
+
+    spec = load_agent_spec("step-grid")
+    assert "task_overrides" not in spec.to_dict()
+    shipped = cache_path(project_root() / "checkpoints" / "mnist1d-mlp-ppo", load_task_spec("mnist1d-mlp"), spec)
+    assert shipped.is_file()
