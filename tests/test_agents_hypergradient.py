@@ -99,10 +99,10 @@ def test_rates_start_at_the_initial_rate_and_stay_in_bounds(beta, rule, initial_
 
 
 def test_hypergradient_rate_keeps_the_rate_when_the_gradient_is_not_finite():
-    gradient, update = torch.tensor([math.nan, 1.0]), torch.tensor([1.0, 1.0])
+    gradient, step = torch.tensor([math.nan, 1.0]), torch.tensor([1.0, 1.0])
     for rule in ("multiplicative", "additive"):
-        assert hypergradient_rate(0.01, gradient, update, beta=0.1, rule=rule) == 0.01
-    assert hypergradient_rate(0.01, torch.zeros(2), update, beta=0.1) == 0.01  # no direction: no change
+        assert hypergradient_rate(0.01, gradient, step, 0.01, beta=0.1, rule=rule) == 0.01
+    assert hypergradient_rate(0.01, torch.zeros(2), step, 0.01, beta=0.1) == 0.01  # no direction: no change
 
 
 def recorded_steps(agent, task, seed=0):

@@ -74,24 +74,34 @@ PARAMS = ("beta", "rule", "initial_lr")
 
 
 def hypergradient_rate(
-    lr: float, gradient: torch.Tensor, update: torch.Tensor, beta: float, rule: str = "multiplicative"
+    lr: float,
+    gradient: torch.Tensor,
+    previous_step: torch.Tensor,
+    previous_lr: float,
+    beta: float,
+    rule: str = "multiplicative",
 ) -> float:
     """The rate after one hypergradient step (not clipped).
 
-    :param lr: ``alpha_{t-1}``, the rate of the previous step.
+    :param lr: ``alpha_{t-1}``, the rate before this update (the previous step's).
     :param gradient: ``g_t``, the current gradient, flattened.
-    :param update: ``u_{t-1}``, the previous step's update direction, flattened.
+    :param previous_step: ``theta_{t-1} - theta_t``, the previous step the weights took,
+        flattened; the update direction is ``u_{t-1} = previous_step / previous_lr``.
+    :param previous_lr: the rate the previous step was taken with (> 0).
     :param beta: the hypergradient learning rate.
     :param rule: ``"multiplicative"`` (``lr * (1 + beta * cos(g, u))``) or ``"additive"``
         (``lr + beta * g . u``).
     :return: the new rate; ``lr`` unchanged when the hypergradient is not finite.
     """
-    dot = float(torch.dot(gradient.double(), update.double()))
+    # In the tensors' own dtype: a float64 copy of every weight per step would cost more
+    # than the rest of the rule, and float32 is ample for a dot product that scales a rate.
+    # The direction u is never formed: dividing the scalars by previous_lr is cheaper.
+    dot = float(torch.dot(gradient, previous_step))
     if rule == "additive":
-        new_lr = lr + beta * dot
+        new_lr = lr + beta * dot / previous_lr
     elif rule == "multiplicative":
-        norms = float(gradient.double().norm()) * float(update.double().norm())
-        cosine = dot / norms if norms > 0 else 0.0
+        norms = float(torch.linalg.vector_norm(gradient)) * float(torch.linalg.vector_norm(previous_step))
+        cosine = dot / norms if norms > 0 else 0.0  # cos(g, u) = cos(g, previous_step)
         new_lr = lr * (1.0 + beta * cosine)
     else:
         raise ValueError(f"hypergradient rule must be one of {', '.join(RULES)}, got {rule!r}")
@@ -154,8 +164,9 @@ class HypergradientAgent:
             gradient = _flat([
                 param.grad if param.grad is not None else torch.zeros_like(param) for param in params
             ])
-            update = (self._previous_weights - weights) / self.rates[-1]
-            self.lr = clip_lr(self.task, hypergradient_rate(self.lr, gradient, update, self.beta, self.rule))
+            previous_step = self._previous_weights - weights
+            new_lr = hypergradient_rate(self.lr, gradient, previous_step, self.rates[-1], self.beta, self.rule)
+            self.lr = clip_lr(self.task, new_lr)
         for group in optimizer.param_groups:
             group["lr"] = self.lr
         self._previous_weights = weights  # torch.cat made a copy: the step does not change it
