@@ -24,12 +24,13 @@ from lrgym.parallel import run_jobs
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
-    "agent", "seed", "initial_lr", "first_lr",
+    "agent", "trainee_optimizer", "seed", "initial_lr", "first_lr",
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
     "diverged", "decisions", "wall_time", "initial_val_loss",
 )
+TEXT_COLUMNS = ("agent", "trainee_optimizer")
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
 )
@@ -104,6 +105,8 @@ def run_one(
     last = episode.trajectory[-1] if episode.trajectory else None
     result = {
         "agent": entry.label,
+        # the task's optimizer, or the one an agent that is an optimizer switched to (Prodigy ...)
+        "trainee_optimizer": (episode.task or task).optimizer,
         "seed": seed,
         "initial_lr": episode.initial_lr,  # the env's draw for this seed: the same for every agent
         "first_lr": episode.first_lr,  # the rate the agent ran in the first interval
@@ -186,12 +189,13 @@ def resolve_tuned_agents(
             continue
         choice = entry.options.get("config")
         if choice is None:
-            path = cache_path(cache_dir, task, spec) if cache_dir is not None else None
+            tuning_task = task.replace(**spec.task_overrides)  # the task its runs will have
+            path = cache_path(cache_dir, tuning_task, spec) if cache_dir is not None else None
             if path is not None and path.is_file():
                 choice = load_choice(path)
             else:
                 choice = tune_step_grid(
-                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
+                    tuning_task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
                     max_seconds=max_tuning_s,
                 )
                 if path is not None:
@@ -233,7 +237,7 @@ def evaluate(
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
     entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, max_tuning_s)
-    _check_agents_build(entries, task)
+    notes += _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
     outcomes = run_jobs(
         run_one, [(entry, task, seed, env_options) for entry, seed in work], jobs,
@@ -246,10 +250,18 @@ def evaluate(
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
 
-def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> None:
-    """Build each agent once here so a bad name or checkpoint fails before any worker starts."""
+def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> list[str]:
+    """Build each agent once here so a bad name or checkpoint fails before any worker starts.
+
+    :return: a summary line for each agent that changes the task (e.g. the trainee's optimizer).
+    """
+    notes = []
     for entry in entries:
-        _build_agent(entry, task)
+        overrides = getattr(_build_agent(entry, task), "task_overrides", None)
+        if overrides:
+            changes = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
+            notes.append(f"`{entry.label}` changes the task it runs: {changes} (its spec's [task] table)")
+    return notes
 
 
 # ---------------------------------------------------------------------------- writing
@@ -275,7 +287,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(handle):
             parsed: dict[str, Any] = {}
             for key, value in row.items():
-                if key == "agent":
+                if key in TEXT_COLUMNS:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"

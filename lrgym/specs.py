@@ -109,15 +109,26 @@ def task_field_names() -> list[str]:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: its ``kind`` (which code runs it) and that code's parameters."""
+    """One agent: its ``kind`` (which code runs it) and that code's parameters.
+
+    ``task_overrides`` (the spec's ``[task]`` table) are task fields the agent changes in
+    every task it runs on, e.g. ``optimizer = "prodigy"`` for an agent that *is* an
+    optimizer: :func:`lrgym.agents.run_episode` builds the env with them.
+    """
 
     name: str
     kind: str
     description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["task_overrides"]:
+            # Left out when empty: a spec's dict (and the step-grid cache names hashed from
+            # it, such as the choices shipped in checkpoints/) is what it was before the field.
+            del data["task_overrides"]
+        return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -163,7 +174,8 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
 
 
 def load_agent_spec(name: str) -> AgentSpec:
-    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, the rest are params."""
+    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, an optional
+    ``[task]`` table of task-field overrides, the rest are params."""
     path = agents_dir() / f"{name}.toml"
     if not path.is_file():
         raise unknown_name_error("agent", name, agent_names() + ["ppo:PATH"])
@@ -172,4 +184,13 @@ def load_agent_spec(name: str) -> AgentSpec:
         raise ValueError(f"{path}: an agent spec needs a top-level 'kind'")
     kind = data.pop("kind")
     description = data.pop("description", "")
-    return AgentSpec(name=name, kind=kind, description=description, params=data)
+    task_overrides = data.pop("task", {})
+    if not isinstance(task_overrides, dict):
+        raise ValueError(f"{path}: 'task' must be a table of task fields, got {task_overrides!r}")
+    allowed = [field_name for field_name in task_field_names() if field_name != "name"]
+    unknown = set(task_overrides) - set(allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown task field(s) {sorted(unknown)} in [task]; valid: {', '.join(allowed)}")
+    return AgentSpec(
+        name=name, kind=kind, description=description, params=data, task_overrides=task_overrides
+    )
