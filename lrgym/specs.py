@@ -25,6 +25,8 @@ from lrgym.validation import task_fields
 ACTION_MODES = ("scale", "discrete", "lr", "residual")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
 FEATURES = ("xu", "scale-free")
+# Task fields added after the first release (see TaskSpec.identity).
+LATER_FIELDS = ("model_kwargs", "dataset_kwargs", "features", "base_schedule")
 # Rewards and actions that need the task's ``base_schedule`` (a step-grid choice).
 NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
@@ -93,6 +95,15 @@ class TaskSpec:
         data = dataclasses.asdict(self)
         data["initial_lrs"] = list(self.initial_lrs)
         return data
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields added after the first release while they hold
+        their defaults: what names caches (a step-grid choice), so that adding a field to
+        the spec does not orphan the caches of tasks that do not use it."""
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                    for f in dataclasses.fields(self) if f.name in LATER_FIELDS}
+        return {key: value for key, value in self.to_dict().items()
+                if key not in LATER_FIELDS or value != defaults[key]}
 
     def replace(self, **overrides: Any) -> TaskSpec:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}

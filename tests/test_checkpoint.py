@@ -117,9 +117,12 @@ def test_a_folder_without_a_card_is_not_a_checkpoint(tmp_path, tiny_task):
         make_agent(f"ppo:{tmp_path}", tiny_task)
 
 
-def test_another_action_space_is_refused_with_the_reason(checkpoint, tiny_task):
-    with pytest.raises(ValueError, match="space signature mismatch.*action='scale'.*'discrete'"):
-        make_agent(f"ppo:{checkpoint}", tiny_task.replace(action="discrete"))
+def test_a_controller_acts_in_its_own_action_mode_on_a_task_of_another(checkpoint, tiny_task):
+    other = tiny_task.replace(action="discrete")
+    agent = make_agent(f"ppo:{checkpoint}", other)
+    assert agent.task_overrides["action"] == "scale"  # the controller's, not the task's
+    result = run_episode(agent, other, seed=0)
+    assert result.task.action == "scale" and len(result.trajectory) == tiny_task.decisions
 
 
 def test_a_card_edited_to_another_signature_is_caught_by_the_env_spaces(checkpoint, tiny_task):

@@ -48,7 +48,7 @@ BAD_FIELDS = [
     ("optimizer_kwargs", {"nonsense": 1}, "optimizer_kwargs {'nonsense': 1} do not fit optimizer 'adam'.*nonsense"),
     ("optimizer_kwargs", {"betas": [2.0, 0.9]}, "do not fit optimizer 'adam'.*beta"),
     ("optimizer", "rmsprop", "valid optimizers: adam, adamw, momentum"),
-    ("action", "big", "action must be one of scale, discrete, lr, got 'big'"),
+    ("action", "big", "action must be one of scale, discrete, lr, residual, got 'big'"),
     ("reward", 1, "reward must be one of val_loss, log_val_loss, improvement"),
     ("dataset", 3, r"dataset must be a string, got 3 \(int\)"),
 ]

@@ -233,7 +233,7 @@ def load_choice(path: str | Path) -> dict[str, Any]:
 def cache_path(cache_dir: str | Path, task: TaskSpec, spec: AgentSpec) -> Path:
     """Where the choice for ``task`` and ``spec`` is cached: named by both, so a changed
     task or grid is tuned again instead of reusing a stale choice."""
-    identity = json.dumps([task.to_dict(), spec.to_dict()], sort_keys=True)
+    identity = json.dumps([task.identity(), spec.to_dict()], sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:12]
     return Path(cache_dir) / f"{spec.name}-{task.name}-{digest}.json"
 
