@@ -27,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from lrgym.features import FEATURE_NAMES
+from lrgym.features import FEATURE_SETS
 from lrgym.specs import TaskSpec
 
 MODEL_FILE = "model.zip"
@@ -45,13 +45,13 @@ _PACKAGES = ("lrgym", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", 
 def space_signature(task: TaskSpec) -> dict[str, Any]:
     """What fixes the observation and action spaces of ``task`` (see :class:`lrgym.env.LRControlEnv`).
 
-    The observation is the feature vector of :data:`lrgym.features.FEATURE_NAMES`; the
+    The observation is the task's feature set (:data:`lrgym.features.FEATURE_SETS`); the
     action space is set by the action mode (and, for absolute rates, their bounds).
     Task fields that change what an action *means* but not its space (``lr_scale``,
     ``interval``) are in the card's task spec, not in the signature: a controller may be
     transferred across them.
     """
-    signature: dict[str, Any] = {"features": list(FEATURE_NAMES), "action": task.action}
+    signature: dict[str, Any] = {"features": list(FEATURE_SETS[task.features]), "action": task.action}
     if task.action == "lr":
         signature["lr_bounds"] = [task.lr_min, task.lr_max]
     return signature

@@ -21,8 +21,11 @@ else:  # pragma: no cover
 
 from lrgym.data import unknown_name_error
 
-ACTION_MODES = ("scale", "discrete", "lr")
-REWARDS = ("val_loss", "log_val_loss", "improvement")
+ACTION_MODES = ("scale", "discrete", "lr", "residual")
+REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
+FEATURES = ("xu", "scale-free")
+# Rewards and actions that need the task's ``base_schedule`` (a step-grid choice).
+NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
 
 def project_root() -> Path:
@@ -65,15 +68,42 @@ class TaskSpec:
     lr_scale: float = 1.05  # m: scale action lr <- lr * m^a, discrete {1/m, 1, m}
     reward: str = "val_loss"
     divergence_loss: float = 20.0  # a training loss above this ends the episode
+    features: str = "xu"  # the observation: "xu" (Xu et al.) or "scale-free"
+    # A step-grid choice {scheduler, initial_lr, kwargs}: the schedule the ``residual``
+    # action scales and the ``relative_terminal`` reward compares against.
+    base_schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
         object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
+        if isinstance(self.base_schedule, dict) and {"scheduler", "initial_lr"} <= set(self.base_schedule):
+            # Only what runs the schedule: a full step-grid choice also carries its grid rows.
+            base = {
+                "scheduler": str(self.base_schedule["scheduler"]),
+                "initial_lr": float(self.base_schedule["initial_lr"]),
+                "kwargs": dict(self.base_schedule.get("kwargs", {})),
+            }
+            object.__setattr__(self, "base_schedule", base)
         problems = []
         if self.action not in ACTION_MODES:
             problems.append(f"action must be one of {', '.join(ACTION_MODES)}, got {self.action!r}")
         if self.reward not in REWARDS:
             problems.append(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
+        if self.features not in FEATURES:
+            problems.append(f"features must be one of {', '.join(FEATURES)}, got {self.features!r}")
+        for what, values in NEEDS_BASE_SCHEDULE.items():
+            if getattr(self, what) in values and self.base_schedule is None:
+                problems.append(
+                    f"{what} {getattr(self, what)!r} needs base_schedule (a step-grid choice: "
+                    "{scheduler, initial_lr, kwargs})"
+                )
+        if self.base_schedule is not None:
+            if not isinstance(self.base_schedule, dict) or not {"scheduler", "initial_lr"} <= set(
+                self.base_schedule
+            ):
+                problems.append(
+                    f"base_schedule must be a table with scheduler, initial_lr and kwargs, got {self.base_schedule!r}"
+                )
         for name in ("batch_size", "steps", "interval", "val_size"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
