@@ -146,10 +146,15 @@ class PopulationTrainee:
         self._generators = [torch.Generator(device=self.device) for _ in seeds]
         self._batch_states: list[dict] = [{} for _ in seeds]
         self.val_index = torch.zeros(self.size, self.val_size, dtype=torch.long, device=dataset.validation.x.device)
+        # What each member's next measurement compares with (lrgym.features.ModelMeter's
+        # state, stacked): stage 0 = nothing yet, 1 = previous measurement, 2 = also a previous update.
         self._previous_probabilities = torch.zeros(
             self.size, self.val_size, dataset.num_classes, device=self.device
         )
-        self._has_previous = torch.zeros(self.size, dtype=torch.bool, device=self.device)
+        parameter_count = sum(tensor[0].numel() for tensor in self.params.values())
+        self._previous_parameters = torch.zeros(self.size, parameter_count, device=self.device)
+        self._previous_update = torch.zeros(self.size, parameter_count, device=self.device)
+        self._meter_stage = torch.zeros(self.size, dtype=torch.long, device=self.device)
 
         def loss(params, inputs, labels):
             return F.cross_entropy(functional_call(self._skeleton, params, (inputs,)), labels)
@@ -183,7 +188,7 @@ class PopulationTrainee:
         self.steps[member] = 0
         self.best_val_loss[member] = np.inf
         self.best_step[member] = 0
-        self._has_previous[member] = False
+        self._meter_stage[member] = 0
         self._start_streams(member, int(seed))
 
     # -------------------------------------------------------------------- training
@@ -237,42 +242,86 @@ class PopulationTrainee:
         per_example = members * int(np.prod(input_shape))
         return max(1, CHUNK_ELEMENTS // max(1, per_example))
 
+    def _flat_parameters(self, index: torch.Tensor | None) -> torch.Tensor:
+        """``(members, P)``: each member's parameters as one vector (the trainee's order)."""
+        tensors = self.params.values() if index is None else (tensor[index] for tensor in self.params.values())
+        return torch.cat([tensor.flatten(1) for tensor in tensors], dim=1).float()
+
     @torch.no_grad()
-    def measure(self) -> list[Measurement]:
-        """Measure every member on its validation subset (the quantities of
-        :func:`lrgym.features.measure_model`) and remember each member's best-validation weights."""
+    def measure(
+        self, members: Sequence[int] | None = None, keep_best: Sequence[bool] | None = None
+    ) -> list[Measurement]:
+        """Measure ``members`` (default: all) on their validation subsets and remember their
+        best-validation weights.
+
+        The quantities of :class:`lrgym.features.ModelMeter` (prediction statistics,
+        final-layer statistics, parameter and update norms, update cosine), per member,
+        each compared with that member's previous measurement.
+
+        :param keep_best: per measured member, whether this measurement may become its best
+            (a member the env has already found diverged must not); default all.
+        :return: one measurement per member of ``members``, in that order.
+        """
+        members = list(range(self.size)) if members is None else [int(k) for k in members]
+        everyone = members == list(range(self.size))
+        index = None if everyone else torch.as_tensor(members, device=self.device)
+        params = self.params if index is None else {name: tensor[index] for name, tensor in self.params.items()}
         validation = self.dataset.validation
-        chunk = self._chunk(self.size, self.dataset.input_shape)
+        val_index = self.val_index if index is None else self.val_index[index.to(self.val_index.device)]
+        chunk = self._chunk(len(members), self.dataset.input_shape)
         parts = []
         for start in range(0, self.val_size, chunk):
-            index = self.val_index[:, start : start + chunk]
-            parts.append(self._member_logits(self.params, validation.inputs(index)))
-        logits = torch.cat(parts, dim=1).float()  # (N, V, C)
-        labels = validation.labels(self.val_index)
+            parts.append(self._member_logits(params, validation.inputs(val_index[:, start : start + chunk])))
+        logits = torch.cat(parts, dim=1).float()  # (members, V, C)
+        labels = validation.labels(val_index)
         probabilities = logits.softmax(dim=2)
         loss = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)
         accuracy = (logits.argmax(dim=2) == labels).float().mean(1)
         prediction_variance = probabilities.var(dim=1).mean(1)
-        change = (probabilities - self._previous_probabilities).var(dim=1).mean(1)
-        change_variance = torch.where(self._has_previous, change, torch.zeros((), device=self.device))
-        weight = self.params[self.final_weight].float().flatten(1)
+        pick = (lambda tensor: tensor) if index is None else (lambda tensor: tensor[index])
+        stage = pick(self._meter_stage)
+        change = (probabilities - pick(self._previous_probabilities)).var(dim=1).mean(1)
+        zero = torch.zeros((), device=self.device)
+        change_variance = torch.where(stage > 0, change, zero)
+        weight = params[self.final_weight].float().flatten(1)
+        # Parameter and update norms as lrgym.features.parameter_change computes them.
+        flat = self._flat_parameters(index)
+        update = torch.where((stage > 0)[:, None], flat - pick(self._previous_parameters), zero)
+        cosine = F.cosine_similarity(update, pick(self._previous_update), dim=1, eps=1e-12)
+        cosine = torch.where(stage > 1, cosine, zero)
         # One transfer from the device for all members' numbers.
         values = torch.stack(
-            [loss, accuracy, prediction_variance, change_variance, weight.mean(1), weight.var(1)], dim=1
+            [loss, accuracy, prediction_variance, change_variance, weight.mean(1), weight.var(1),
+             flat.norm(dim=1), update.norm(dim=1), cosine], dim=1,
         ).double().cpu().numpy()
-        self._previous_probabilities.copy_(probabilities)
-        self._has_previous.fill_(True)
+        if index is None:
+            self._previous_probabilities.copy_(probabilities)
+            self._previous_parameters.copy_(flat)
+            self._previous_update.copy_(update)
+            self._meter_stage.clamp_(max=1).add_(1)
+        else:
+            self._previous_probabilities[index] = probabilities
+            self._previous_parameters[index] = flat
+            self._previous_update[index] = update
+            self._meter_stage[index] = stage.clamp(max=1) + 1
         measurements = [
-            Measurement(*map(float, row), probabilities=probabilities[k]) for k, row in enumerate(values)
+            Measurement(*map(float, row[:6]), probabilities=probabilities[position],
+                        parameter_norm=float(row[6]), update_norm=float(row[7]), update_cosine=float(row[8]))
+            for position, row in enumerate(values)
         ]
-        improved = [k for k, m in enumerate(measurements) if m.finite and m.val_loss < self.best_val_loss[k]]
+        keep_best = [True] * len(members) if keep_best is None else list(keep_best)
+        improved = [
+            member for member, measurement, keep in zip(members, measurements, keep_best, strict=True)
+            if keep and measurement.finite and measurement.val_loss < self.best_val_loss[member]
+        ]
         if improved:
-            index = torch.as_tensor(improved, device=self.device)
+            best_index = torch.as_tensor(improved, device=self.device)
             for name, tensor in self.params.items():
-                self.best_params[name][index] = tensor[index]
-            for k in improved:
-                self.best_val_loss[k] = measurements[k].val_loss
-                self.best_step[k] = self.steps[k]
+                self.best_params[name][best_index] = tensor[best_index]
+        for member, measurement in zip(members, measurements, strict=True):
+            if member in improved:
+                self.best_val_loss[member] = measurement.val_loss
+                self.best_step[member] = self.steps[member]
         return measurements
 
     @torch.no_grad()

@@ -38,6 +38,8 @@ def assert_member_matches(population, member, trainee, train_loss, measurement, 
     assert measurement.val_loss == pytest.approx(single_measurement.val_loss, rel=RTOL)
     assert measurement.val_accuracy == pytest.approx(single_measurement.val_accuracy, rel=RTOL)
     assert measurement.final_weight_variance == pytest.approx(single_measurement.final_weight_variance, rel=RTOL)
+    for name in ("parameter_norm", "update_norm", "update_cosine"):
+        assert getattr(measurement, name) == pytest.approx(getattr(single_measurement, name), rel=1e-4, abs=1e-6)
     assert measurement.prediction_change_variance == pytest.approx(
         single_measurement.prediction_change_variance, rel=1e-3, abs=1e-7)
 
