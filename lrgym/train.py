@@ -89,9 +89,21 @@ def _training_env(
 
 
 def make_training_env(
-    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any]
+    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any], population: int = 1
 ) -> VecEnv:
-    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more."""
+    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more.
+
+    With ``population`` > 1 each of the ``n_envs`` processes (this one for 1) hosts a
+    population of that many trainees trained in lock-step (:mod:`lrgym.population_vec_env`).
+    """
+    if population > 1:
+        from stable_baselines3.common.vec_env import VecMonitor
+
+        from lrgym.population_vec_env import PopulationVecEnv, SubprocPopulationVecEnv
+
+        if n_envs > 1:
+            return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, **env_options))
+        return VecMonitor(PopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
     factories = [
         functools.partial(_training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1)
         for index in range(n_envs)
@@ -146,6 +158,7 @@ def train(
     out: str | Path,
     timesteps: int | None = None,
     n_envs: int = 1,
+    population: int = 1,
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
@@ -161,6 +174,8 @@ def train(
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
     :param n_envs: trainees trained in parallel (subprocesses when more than one).
+    :param population: trainees per process, trained in lock-step as one population
+        (1: one single env per process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
     :param resume: continue from the last periodic checkpoint in ``out``.
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
@@ -181,13 +196,13 @@ def train(
         last_card = read_card(last)
         _check_same_run(last_card, task, agent, last)
         progress = TrainingProgress.from_dict(last_card["training_state"])
-        first_seed = TRAINING_SEED_START + progress.episodes + n_envs
+        first_seed = TRAINING_SEED_START + progress.episodes + n_envs * population
     else:
         if (out / CARD_FILE).exists() or periodic_checkpoints(out / "periodic"):
             raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
-    venv = make_training_env(task, n_envs, first_seed, env_options)
+    venv = make_training_env(task, n_envs, first_seed, env_options, population)
     logger = None
     try:
         if resume:
@@ -223,6 +238,7 @@ def train(
                 "wall_time_s": round(wall_time, 1),
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
+                "population": population,
                 "seed": seed,
                 "seeds": {"training_from": TRAINING_SEED_START, "held_out": seeds},
                 "selection": selection,

@@ -108,3 +108,14 @@ def test_gymnasium_vector_api_autoresets_in_the_same_step(task):
     assert infos["final_obs"].shape == (3,) and infos["final_info"]["_final_test_loss"].all()
     first = LRControlEnv(**task.to_dict(), device="cpu").reset(seed=4)[0]
     np.testing.assert_allclose(observations[1], first, rtol=1e-5)  # seeds 0-2, then 3, 4, 5
+
+
+def test_meta_training_runs_on_a_population_and_records_it_in_the_card(tmp_path, task):
+    import json
+
+    from .tiny_training import train_tiny
+
+    result = train_tiny(tmp_path / "run", task, timesteps=160, population=4)  # one rollout: 40 steps x 4
+    assert result.timesteps == 160 and result.episodes == 40  # 4 decisions per tiny episode
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["population"] == 4 and card["n_envs"] == 1

@@ -19,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="total controller decisions to train on, all episodes together (default: the agent spec's)",
     )
     parser.add_argument("--n-envs", type=int, default=1, help="trainees trained in parallel (subprocesses)")
+    parser.add_argument(
+        "--population", type=int, default=1,
+        help="trainees per process trained in lock-step as one population (adam, adamw, sgd, momentum; "
+             "mlp, lenet); with --n-envs P, P processes of N each",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of PPO (policy initialisation, sampling)")
     parser.add_argument(
         "--out", "-f", default=None, help="run folder (default: checkpoints/TASK-AGENT)"
@@ -39,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.n_envs < 1:
         raise ValueError(f"--n-envs must be at least 1, got {args.n_envs}")
+    if args.population < 1:
+        raise ValueError(f"--population must be at least 1, got {args.population}")
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
@@ -49,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or str(project_root() / "checkpoints" / f"{task.name}-{agent.name}")
     try:
         result = train(
-            task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
+            task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,
+            device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
             progress_bar=not args.no_progress,
         )
