@@ -13,7 +13,7 @@ import sys
 
 from lrgym.data import DataNotFoundError
 
-COMMANDS = ("list", "episode", "train", "evaluate", "transfer", "experiment")
+COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment")
 
 
 def _command_modules() -> dict[str, object]:

@@ -160,7 +160,8 @@ class LRControlEnv(gym.Env):
         self.task = TaskSpec(**spec_fields)
         self.device = resolve_device(device)
         self.dataset = load_dataset(
-            self.task.dataset, data_dir=data_dir, download=download, device=self.device
+            self.task.dataset, data_dir=data_dir, download=download, device=self.device,
+            dataset_kwargs=self.task.dataset_kwargs,
         )
         self.observation_space = observation_space(self.task)
         self.action_space = action_space(self.task)
@@ -260,6 +261,7 @@ def new_trainee(dataset: Dataset, task: TaskSpec, lr: float, trainee_seed: int, 
         seed=trainee_seed,
         optimizer_kwargs=task.optimizer_kwargs,
         device=device,
+        model_kwargs=task.model_kwargs,
     )
 
 

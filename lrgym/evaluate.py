@@ -28,7 +28,7 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time",
+    "diverged", "decisions", "wall_time", "initial_val_loss",
 )
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
@@ -117,6 +117,7 @@ def run_one(
         "diverged": episode.diverged,
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
+        "initial_val_loss": episode.initial_val_loss,  # what a diverged run is scored at least (lrgym.aggregate)
     }
     trajectory = [
         {
@@ -262,7 +263,8 @@ def _csv_value(value: Any) -> Any:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN)."""
+    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN; text,
+    such as a family instance's model, stays text)."""
     rows = []
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
@@ -272,9 +274,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"
+                elif value == "":
+                    parsed[key] = math.nan
                 else:
-                    parsed[key] = math.nan if value == "" else float(value)
+                    try:
+                        parsed[key] = float(value)
+                    except ValueError:
+                        parsed[key] = value
             parsed["seed"] = int(parsed["seed"])
+            if "instance" in parsed:
+                parsed["instance"] = int(parsed["instance"])
             rows.append(parsed)
     return rows
 

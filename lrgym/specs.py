@@ -57,6 +57,8 @@ class TaskSpec:
     description: str = ""
     optimizer: str = "adam"
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # the model's size, e.g. hidden=[64, 64]
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # generation arguments (mnist1d)
     batch_size: int = 1000
     steps: int = 1000  # T: trainee optimizer steps per episode
     interval: int = 10  # K: trainee steps between two controller decisions
@@ -75,7 +77,8 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
-        object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
+        for name in ("optimizer_kwargs", "model_kwargs", "dataset_kwargs"):
+            object.__setattr__(self, name, dict(getattr(self, name)))
         if isinstance(self.base_schedule, dict) and {"scheduler", "initial_lr"} <= set(self.base_schedule):
             # Only what runs the schedule: a full step-grid choice also carries its grid rows.
             base = {
@@ -157,8 +160,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.load(handle)
 
 
+FAMILY_KIND = "family"  # ``kind = "family"`` at the top of an envs/ file: a task family (lrgym.family)
+
+
+def _is_family(path: Path) -> bool:
+    return _read_toml(path).get("kind") == FAMILY_KIND
+
+
 def task_names() -> list[str]:
-    return sorted(path.stem for path in envs_dir().glob("*.toml"))
+    """The single tasks in ``envs/`` (files without ``kind = "family"``)."""
+    return sorted(path.stem for path in envs_dir().glob("*.toml") if not _is_family(path))
+
+
+def family_names() -> list[str]:
+    """The task families in ``envs/`` (files with ``kind = "family"``)."""
+    return sorted(path.stem for path in envs_dir().glob("*.toml") if _is_family(path))
 
 
 def agent_names() -> list[str]:
@@ -169,8 +185,10 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
     """Read ``envs/<name>.toml``; keyword overrides replace fields of the same name."""
     path = envs_dir() / f"{name}.toml"
     if not path.is_file():
-        raise unknown_name_error("task", name, task_names())
+        raise unknown_name_error("task", name, task_names() + family_names())
     data = _read_toml(path)
+    if data.get("kind") == FAMILY_KIND:
+        raise ValueError(f"{name!r} is a task family, not a single task; load it with lrgym.family.load_family")
     data.setdefault("name", name)
     try:
         spec = TaskSpec(**data)

@@ -109,13 +109,14 @@ class Trainee:
         seed: int,
         optimizer_kwargs: dict | None = None,
         device: torch.device | str = "cpu",
+        model_kwargs: dict | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.dataset = dataset
         self.batch_size = int(batch_size)
         with torch.random.fork_rng(devices=[]):  # weights from the seed, global RNG untouched
             torch.manual_seed(seed)
-            self.model = build_model(model, dataset.input_shape, dataset.num_classes)
+            self.model = build_model(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
         self.model.to(self.device)
         self.final_layer = final_layer(self.model)
         self.optimizer = build_optimizer(optimizer, self.model, lr, **(optimizer_kwargs or {}))

@@ -25,6 +25,7 @@ AGENT_KINDS: dict[str, str] = {
     "aslr": "lrgym.agents.aslr:make_aslr_agent",
     "lookahead": "lrgym.agents.lookahead:make_lookahead_agent",
     "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",
+    "step-grid-family": "lrgym.agents.step_grid_family:make_step_grid_family_agent",
     "ppo-checkpoint": "lrgym.agents.ppo:from_checkpoint",
     "ppo": "lrgym.agents.ppo:training_recipe",
     "ppo-lstm": "lrgym.agents.ppo:training_recipe",

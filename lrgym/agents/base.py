@@ -74,6 +74,7 @@ class EpisodeResult:
     wall_time: float
     episode_return: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    initial_val_loss: float = float("nan")  # the untrained network's validation loss (at reset)
 
     @property
     def diverged(self) -> bool:
@@ -110,6 +111,7 @@ def run_episode(
     started = time.perf_counter()
     observation, info = env.reset(seed=seed)
     first_observation, initial_lr = observation.copy(), info["initial_lr"]
+    initial_val_loss = info["val_loss"]
     agent.reset(EpisodeStart(env.task, initial_lr, seed, env))
     trajectory: list[Decision] = []
     episode_return, done = 0.0, False
@@ -137,4 +139,5 @@ def run_episode(
         first_lr=trajectory[0].lr if trajectory else float("nan"),
         wall_time=time.perf_counter() - started,
         episode_return=episode_return,
+        initial_val_loss=initial_val_loss,
     )

@@ -119,7 +119,17 @@ def tune_step_grid(
         score_configuration, [(task, configurations[index], seed, env_options) for index, seed in runs],
         jobs, description=f"tuning {spec.name} on {task.name}", unit="it", progress=progress,
     )
-    scores: dict[tuple[int, int], float] = dict(zip(runs, run_scores))
+    return choose_configuration(task, spec, configurations, seeds, dict(zip(runs, run_scores)))
+
+
+def choose_configuration(
+    task: TaskSpec,
+    spec: AgentSpec,
+    configurations: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    scores: Mapping[tuple[int, int], float],
+) -> dict[str, Any]:
+    """The choice (see :func:`tune_step_grid`) from every (configuration index, seed) score on ``task``."""
     rows = []
     for index, configuration in enumerate(configurations):
         row_scores = [scores[index, seed] for seed in seeds]
@@ -136,7 +146,7 @@ def tune_step_grid(
         "kwargs": best["kwargs"],
         "score": best["mean"],
         "selection": SELECTION,
-        "tuning_seeds": seeds,
+        "tuning_seeds": list(seeds),
         "tuned_on": task.to_dict(),
         "agent": spec.to_dict(),
         "grid": rows,

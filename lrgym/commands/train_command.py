@@ -6,11 +6,14 @@ import argparse
 
 from lrgym.commands.common import add_data_arguments, add_override_argument, parse_overrides
 
-HELP = "meta-train a learning-rate controller with PPO on a task; save it with its model card"
+HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task spec name (see `lrgym list`)")
+    parser.add_argument(
+        "task", help="task or task family (see `lrgym list`); a family trains on its train instances "
+                     "and selects on its validation instances",
+    )
     parser.add_argument(
         "--agent", default="ppo", help="training recipe in agents/: ppo (MLP actor) or ppo-lstm (LSTM actor)"
     )
@@ -39,14 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lrgym.specs import load_agent_spec, load_task_spec, project_root
+    from lrgym.family import load_family
+    from lrgym.specs import load_agent_spec, project_root
     from lrgym.train import train
 
     if args.n_envs < 1:
         raise ValueError(f"--n-envs must be at least 1, got {args.n_envs}")
     if args.population < 1:
         raise ValueError(f"--population must be at least 1, got {args.population}")
-    task = load_task_spec(args.task, **parse_overrides(args.overrides))
+    task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
         raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs ppo or ppo-lstm")
