@@ -86,6 +86,24 @@ def vmap_skeleton(model: nn.Module) -> nn.Module:
     return skeleton.to("meta")
 
 
+def population_error(task) -> str | None:
+    """Why ``task`` (a :class:`~lrgym.specs.TaskSpec`) cannot run as a population, or ``None``."""
+    try:
+        check_stackable(task.optimizer, task.optimizer_kwargs)
+    except ValueError as error:
+        return str(error)
+    with torch.device("meta"):  # only the structure matters: no memory, no weights
+        probe = build_model(task.model, (1, 28, 28), 10)
+    return _buffers_error(task.model) if any(True for _ in probe.buffers()) else None
+
+
+def _buffers_error(model: str) -> str:
+    return (
+        f"model {model!r} has buffers (batch-norm statistics): populations support models "
+        "without buffers (mlp, lenet); run it on single envs"
+    )
+
+
 def member_model(model: str, dataset: Dataset, seed: int) -> torch.nn.Module:
     """The model :class:`~lrgym.trainee.Trainee` builds from ``seed`` (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
@@ -125,10 +143,7 @@ class PopulationTrainee:
         self.val_size = min(int(val_size), len(dataset.validation))
         models = [member_model(model, dataset, seed) for seed in seeds]
         if any(True for _ in models[0].buffers()):
-            raise ValueError(
-                f"model {model!r} has buffers (batch-norm statistics): populations support models "
-                "without buffers (mlp, lenet); run it on single envs"
-            )
+            raise ValueError(_buffers_error(model))
         params, _ = stack_module_state(models)
         self.params = {name: tensor.detach().to(self.device) for name, tensor in params.items()}
         # A weightless copy that functional_call runs with each member's parameters.

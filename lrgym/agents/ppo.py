@@ -29,6 +29,8 @@ class PPOAgent:
     :param deterministic: act with the policy's mode rather than a sample.
     """
 
+    population_capable = True  # lrgym.agents.population: needs only observations and the spaces
+
     def __init__(
         self, model: Any, vec_normalize: Any, action_mode: str, deterministic: bool = True
     ) -> None:
