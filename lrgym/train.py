@@ -304,7 +304,7 @@ def train(
             save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
 
         # ------------------------------------------------------------ callbacks and learning
-        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best)
+        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best, population > 1)
         timer = PhaseTimerCallback(evaluation)
         callbacks = [
             EpisodeLogCallback(progress, representative.divergence_loss),

@@ -113,9 +113,11 @@ def test_gymnasium_vector_api_autoresets_in_the_same_step(task):
 def test_meta_training_runs_on_a_population_and_records_it_in_the_card(tmp_path, task):
     import json
 
-    from .tiny_training import train_tiny
+    from .tiny_training import tiny_agent, train_tiny
 
-    result = train_tiny(tmp_path / "run", task, timesteps=160, population=4)  # one rollout: 40 steps x 4
+    agent = tiny_agent(eval_every_episodes=20, eval_episodes=3)  # held-out seeds as a population too
+    result = train_tiny(tmp_path / "run", task, timesteps=160, population=4, agent=agent)  # one rollout
     assert result.timesteps == 160 and result.episodes == 40  # 4 decisions per tiny episode
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["population"] == 4 and card["n_envs"] == 1
+    assert card["selection"]["rule"].startswith("lowest") and len(card["run"]["held_out_history"]) >= 2
