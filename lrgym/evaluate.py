@@ -237,7 +237,7 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
-    population: bool = True,
+    population: int | None = None,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -247,9 +247,12 @@ def evaluate(
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
-    :param population: run the seeds of population-capable agents (schedules, tuned step
-        decay, PPO controllers) as populations, one per job, when the task allows it
-        (:func:`lrgym.agents.population.can_run_as_population`); others run one episode per job.
+    :param population: the seeds of a population-capable agent (schedules, tuned step
+        decay, PPO controllers) run as populations, one per job, when each would have at
+        least this many members and the task allows it
+        (:func:`lrgym.agents.population.can_run_as_population`); otherwise, and for other
+        agents, one episode per job. 0 turns populations off; default
+        :data:`lrgym.population.POPULATION_MIN`.
     :return: result and trajectory rows ordered by agent, then seed.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
@@ -262,12 +265,15 @@ def evaluate(
     entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
     _check_agents_build(entries, task)
     from lrgym.agents.population import can_run_as_population
+    from lrgym.population import POPULATION_MIN
 
+    population = POPULATION_MIN if population is None else int(population)
     # A population-capable agent's seeds run as populations, one per job (lrgym.agents.population).
     work = []
+    chunks = min(max(1, jobs), len(seeds))
+    as_populations = population > 0 and len(seeds) // chunks >= population
     for entry in entries:
-        if population and can_run_as_population(_build_agent(entry, task), task):
-            chunks = min(max(1, jobs), len(seeds))
+        if as_populations and can_run_as_population(_build_agent(entry, task), task):
             work += [(entry, list(seeds[index::chunks]), True) for index in range(chunks)]
         else:
             work += [(entry, [seed], False) for seed in seeds]

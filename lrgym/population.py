@@ -41,6 +41,9 @@ from lrgym.models import build_model, final_layer
 from lrgym.stacked_optim import StackedOptimizer, check_stackable
 from lrgym.trainee import TestResult
 
+# The smallest population that evaluation and tuning form: below it single envs were as
+# fast or faster on one CPU core (MNIST-1D MLP at N=4: 0.94x; docs/training.md).
+POPULATION_MIN = 8
 # Examples x members per vmapped evaluation chunk, sized by input elements (the
 # population's whole validation subsets at once would not fit a GPU for large N).
 CHUNK_ELEMENTS = 2**24

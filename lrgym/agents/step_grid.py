@@ -86,11 +86,12 @@ def score_configurations(
     task: TaskSpec, runs: Sequence[tuple[Mapping[str, Any], int]], env_options: Mapping[str, Any]
 ) -> list[float]:
     """:func:`score_configuration` of every (configuration, seed) in ``runs``, as one population
-    (each member its own configuration and seed) when ``task`` allows it, else one by one."""
+    (each member its own configuration and seed) when ``task`` allows it and there are at
+    least :data:`lrgym.population.POPULATION_MIN` runs, else one by one."""
     from lrgym.agents.population import run_population_episodes
-    from lrgym.population import population_error
+    from lrgym.population import POPULATION_MIN, population_error
 
-    if population_error(task) is not None:
+    if population_error(task) is not None or len(runs) < POPULATION_MIN:
         return [score_configuration(task, configuration, seed, env_options) for configuration, seed in runs]
     agents = [choice_agent(configuration) for configuration, _ in runs]
     episodes = run_population_episodes(agents, task, [seed for _, seed in runs], **dict(env_options))
