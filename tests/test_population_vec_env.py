@@ -121,3 +121,13 @@ def test_meta_training_runs_on_a_population_and_records_it_in_the_card(tmp_path,
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["population"] == 4 and card["n_envs"] == 1
     assert card["selection"]["rule"].startswith("lowest") and len(card["run"]["held_out_history"]) >= 2
+
+
+def test_train_command_refuses_bad_populations_with_one_line(capsys, tmp_path):
+    from lrgym.cli import main
+
+    assert main(["train", "mnist1d-mlp", "--population", "0", "--out", str(tmp_path / "a")]) == 2
+    assert "--population must be at least 1" in capsys.readouterr().err
+    code = main(["train", "mnist1d-mlp", "--population", "4", "--set", "optimizer=prodigy",
+                 "--out", str(tmp_path / "b"), "--device", "cpu", "--no-progress"])
+    assert code == 2 and "single envs only" in capsys.readouterr().err
