@@ -12,19 +12,38 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 
 from lrgym.data import Dataset, load_dataset
-from lrgym.episode import EpisodeTracker, base_rates, clip_lr, next_lr, start_lr
+from lrgym.episode import (
+    EpisodeTracker,
+    base_rates,
+    check_action,
+    checked_lr_sampler,
+    clip_lr,
+    next_lr,
+    start_lr,
+)
 from lrgym.features import FEATURE_LIMIT, FEATURE_SETS, SCALE_FREE_LIMIT
 from lrgym.specs import TaskSpec
 from lrgym.trainee import LRSampler, Trainee
+from lrgym.validation import positive_number
 
-__all__ = ["LRControlEnv", "clip_lr", "next_lr", "episode_draws", "initial_lr_for_seed", "resolve_device"]
+__all__ = [
+    "LRControlEnv", "check_action", "clip_lr", "next_lr", "episode_draws", "initial_lr_for_seed", "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means the GPU when there is one."""
+    """``auto`` means the GPU when there is one; a device this machine lacks is a ``ValueError``."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use cpu or auto")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return resolved
 
 
 def episode_draws(task: TaskSpec, np_random: np.random.Generator) -> tuple[int, float]:
@@ -97,6 +116,9 @@ class LRControlEnv(gym.Env):
 
     The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used
     (the interval's first step in ``residual`` mode).
+    A malformed action (not one real number, NaN or infinite, a non-integer or out-of-range
+    discrete action, a negative rate) is refused with a ``TypeError`` or ``ValueError``
+    (:func:`lrgym.episode.check_action`), and ``step()`` after the episode ended raises: call ``reset()``.
     An agent may also install a per-step, per-parameter-group sampler for the next
     intervals with :meth:`set_lr_sampler` (cleared at every reset).
 
@@ -176,7 +198,7 @@ class LRControlEnv(gym.Env):
         super().reset(seed=seed)
         trainee_seed, initial_lr = episode_draws(self.task, self.np_random)
         if options and "initial_lr" in options:
-            initial_lr = clip_lr(self.task, float(options["initial_lr"]))
+            initial_lr = clip_lr(self.task, positive_number("reset option initial_lr", options["initial_lr"]))
         lr = start_lr(self.task, initial_lr)
         self.trainee = self._new_trainee(lr, trainee_seed)
         base_best = None
@@ -212,6 +234,7 @@ class LRControlEnv(gym.Env):
             if self.trainee is None:
                 raise RuntimeError("call reset() before set_lr_sampler()")
             self.trainee.split_param_groups()
+            sampler = checked_lr_sampler(sampler)
         self._lr_sampler = sampler
 
     @property

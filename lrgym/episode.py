@@ -22,6 +22,7 @@ import numpy as np
 from lrgym.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation
 from lrgym.schedules import scheduler_rates
 from lrgym.specs import TaskSpec
+from lrgym.trainee import LRSampler
 
 DIVERGENCE_MARGIN = 1.0  # log-scale rewards: a diverged episode scores this much below "stuck at the limit"
 
@@ -33,22 +34,52 @@ def clip_lr(task: TaskSpec, lr: float) -> float:
     return float(min(max(lr, task.lr_min), task.lr_max))
 
 
+def check_action(task: TaskSpec, action: Any) -> float:
+    """The number ``action`` holds, refusing what ``task``'s action space does not hold.
+
+    Accepted: one real number in any shape that holds exactly one (``0.5``, ``[0.5]``,
+    ``np.array([[0.5]])``). ``scale`` and ``residual``: finite (finite values outside [-1, 1] are clipped, as
+    SB3 clips a policy's actions); ``discrete``: an integer type, 0, 1 or 2; ``lr``: finite and
+    >= 0 (rates below ``lr_min``, 0 included, become ``lr_min``, as a schedule decaying to 0 asks).
+
+    :raises TypeError: not a real number (None, a string, a bool, an object).
+    :raises ValueError: not exactly one element, or a value outside the space.
+    """
+    space = {"scale": "Box(-1.0, 1.0, (1,))", "residual": "Box(-1.0, 1.0, (1,))", "discrete": "Discrete(3)"}.get(
+        task.action, f"Box({task.lr_min}, {task.lr_max}, (1,))")
+    expected = f"action mode {task.action!r} expects one number of {space}"
+    try:
+        values = np.asarray(action)
+    except (TypeError, ValueError) as error:  # a ragged list
+        raise TypeError(f"{expected}, got {action!r} ({error})") from error
+    if action is None or values.dtype.kind not in "iuf":
+        raise TypeError(f"{expected}, got {action!r} ({type(action).__name__}, dtype {values.dtype})")
+    if values.size != 1:
+        raise ValueError(f"{expected}, got {values.size} elements (shape {values.shape}): {action!r}")
+    value = values.reshape(-1)[0].item()  # a Python number: messages show 1.5, not np.float64(1.5)
+    if task.action == "discrete":
+        if values.dtype.kind not in "iu" or int(value) not in (0, 1, 2):
+            raise ValueError(f"{expected}: an integer 0, 1 or 2, got {value!r} (dtype {values.dtype})")
+        return float(value)
+    if not math.isfinite(value) or (task.action == "lr" and value < 0):
+        allowed = "finite and >= 0" if task.action == "lr" else "finite"
+        raise ValueError(f"{expected}: {allowed}, got {value!r}")
+    return float(value)
+
+
 def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
     """The rate after ``action`` in ``task``'s action mode (``scale``, ``discrete``, ``lr``), clipped.
 
     The one rule for the environment and for a controller driving a plain training loop.
     The ``residual`` mode depends on the step as well: see :meth:`EpisodeTracker.decide`.
     """
-    values = np.asarray(action, dtype=np.float64).reshape(-1)
+    value = check_action(task, action)
     if task.action in ("scale", "residual"):
-        lr = lr * task.lr_scale ** float(np.clip(values[0], -1.0, 1.0))
+        lr = lr * task.lr_scale ** float(np.clip(value, -1.0, 1.0))
     elif task.action == "discrete":
-        choice = int(values[0])
-        if choice not in (0, 1, 2):
-            raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
-        lr = lr * task.lr_scale ** (choice - 1)
+        lr = lr * task.lr_scale ** (int(value) - 1)
     else:
-        lr = float(values[0])
+        lr = value
     return clip_lr(task, lr)
 
 
@@ -127,13 +158,13 @@ class EpisodeTracker:
     def decide(self, action: Any) -> list[float]:
         """Apply ``action``; return the rate of each trainee step of the next interval."""
         if self.done:
-            raise RuntimeError("the episode has ended: call reset() before step()")
+            raise RuntimeError(f"the episode has ended (at trainee step {self.step}): call reset() first")
         if self._last_observation is None:
             raise RuntimeError("call start() (the env's reset()) before deciding")
         task = self.task
         steps = min(task.interval, task.steps - self.step)
         if task.action == "residual":
-            value = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0))
+            value = float(np.clip(check_action(task, action), -1.0, 1.0))
             self._correction += value
             multiplier = task.lr_scale**self._correction
             window = self._base[self.step : self.step + steps]
@@ -147,13 +178,14 @@ class EpisodeTracker:
             self._previous_action = self._action_value(action)
         self.lr_trajectory.append(self.lr)
         self._pending_steps = steps
+        self.done = True  # until record(): an exception while training leaves no episode to continue
         return rates
 
     def _action_value(self, action: Any) -> float:
         """The action on the [-1, 1] scale the ``previous_action`` feature reports."""
         if self.task.action == "lr":
             return 0.0  # absolute rates: the rate features say it all
-        value = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        value = check_action(self.task, action)
         return float(np.clip(value, -1.0, 1.0)) if self.task.action == "scale" else float(int(value) - 1)
 
     def record(
@@ -262,3 +294,23 @@ class EpisodeTracker:
             "diverged": diverged,
         }
 
+
+
+def checked_lr_sampler(sampler: LRSampler) -> LRSampler:
+    """``sampler``, raising when it returns a rate that is not finite and > 0: an agent bug,
+    which must not be scored as a divergence of the trainee."""
+
+    def checked(step: int, lr: float, num_groups: int):
+        rates = sampler(step, lr, num_groups)
+        try:
+            values = np.asarray(rates, dtype=np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"the agent's lr sampler returned {rates!r} at trainee step {step}: not rates") from error
+        if not (np.isfinite(values).all() and (values > 0).all()):
+            raise ValueError(
+                f"the agent's lr sampler returned {rates!r} at trainee step {step}: every rate must be finite "
+                "and > 0 (a bug in the agent, not a divergence of the trainee)"
+            )
+        return rates
+
+    return checked

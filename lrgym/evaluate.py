@@ -24,12 +24,13 @@ from lrgym.parallel import run_jobs
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
-    "agent", "seed", "initial_lr", "first_lr",
+    "agent", "trainee_optimizer", "seed", "initial_lr", "first_lr",
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
     "diverged", "decisions", "wall_time", "initial_val_loss",
 )
+TEXT_COLUMNS = ("agent", "trainee_optimizer")
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
 )
@@ -99,7 +100,7 @@ def run_one(
     """One episode of ``entry`` on ``task`` with seed ``seed``: its result row and trajectory rows."""
     from lrgym.agents import run_episode
 
-    return episode_rows(entry, seed, run_episode(_build_agent(entry, task), task, seed, **dict(env_options)))
+    return episode_rows(entry, task, seed, run_episode(_build_agent(entry, task), task, seed, **dict(env_options)))
 
 
 def run_population(
@@ -114,7 +115,7 @@ def run_population(
     # One shallow copy per member: each keeps its own episode state, all share the policy.
     members = [copy.copy(agent) for _ in seeds]
     episodes = run_population_episodes(members, task, seeds, **dict(env_options))
-    return [episode_rows(entry, seed, episode) for seed, episode in zip(seeds, episodes, strict=True)]
+    return [episode_rows(entry, task, seed, episode) for seed, episode in zip(seeds, episodes, strict=True)]
 
 
 def run_batch(
@@ -126,12 +127,16 @@ def run_batch(
     return [run_one(entry, task, seed, env_options) for seed in seeds]
 
 
-def episode_rows(entry: AgentEntry, seed: int, episode: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def episode_rows(
+    entry: AgentEntry, task: TaskSpec, seed: int, episode: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The result row and trajectory rows of one :class:`~lrgym.agents.EpisodeResult`."""
     info = episode.final_info
     last = episode.trajectory[-1] if episode.trajectory else None
     result = {
         "agent": entry.label,
+        # the task's optimizer, or the one an agent that is an optimizer switched to (Prodigy ...)
+        "trainee_optimizer": (episode.task or task).optimizer,
         "seed": seed,
         "initial_lr": episode.initial_lr,  # the env's draw for this seed: the same for every agent
         "first_lr": episode.first_lr,  # the rate the agent ran in the first interval
@@ -189,12 +194,14 @@ def resolve_tuned_agents(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
 ) -> tuple[list[AgentEntry], list[str]]:
     """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
 
     The workers then get the choice as the ``config`` option instead of each tuning
     the grid again. With ``cache_dir`` the choice is read from, or written to, the
-    step-grid module's cache file there.
+    step-grid module's cache file there. A tuning estimated to take longer than
+    ``max_tuning_s`` is refused (``None``: no bound).
 
     :return: the entries (step-grid ones carrying their choice) and a line per choice.
     """
@@ -212,12 +219,14 @@ def resolve_tuned_agents(
             continue
         choice = entry.options.get("config")
         if choice is None:
-            path = cache_path(cache_dir, task, spec) if cache_dir is not None else None
+            tuning_task = task.replace(**spec.task_overrides)  # the task its runs will have
+            path = cache_path(cache_dir, tuning_task, spec) if cache_dir is not None else None
             if path is not None and path.is_file():
                 choice = load_choice(path)
             else:
                 choice = tune_step_grid(
-                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {})
+                    tuning_task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
+                    max_seconds=max_tuning_s,
                 )
                 if path is not None:
                     save_choice(choice, path)
@@ -238,6 +247,7 @@ def evaluate(
     progress: bool = True,
     cache_dir: str | Path | None = None,
     population: int | None = None,
+    max_tuning_s: float | None = None,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -253,6 +263,7 @@ def evaluate(
         (:func:`lrgym.agents.population.can_run_as_population`); otherwise, and for other
         agents, one episode per job. 0 turns populations off; default
         :data:`lrgym.population.POPULATION_MIN`.
+    :param max_tuning_s: refuse a step-grid tuning estimated to take longer (``None``: no bound).
     :return: result and trajectory rows ordered by agent, then seed.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
@@ -262,8 +273,8 @@ def evaluate(
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
-    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
-    _check_agents_build(entries, task)
+    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, max_tuning_s)
+    notes += _check_agents_build(entries, task)
     from lrgym.agents.population import can_run_as_population
     from lrgym.population import POPULATION_MIN
 
@@ -295,10 +306,18 @@ def evaluate(
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
 
-def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> None:
-    """Build each agent once here so a bad name or checkpoint fails before any worker starts."""
+def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> list[str]:
+    """Build each agent once here so a bad name or checkpoint fails before any worker starts.
+
+    :return: a summary line for each agent that changes the task (e.g. the trainee's optimizer).
+    """
+    notes = []
     for entry in entries:
-        _build_agent(entry, task)
+        overrides = getattr(_build_agent(entry, task), "task_overrides", None)
+        if overrides:
+            changes = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
+            notes.append(f"`{entry.label}` changes the task it runs: {changes} (its spec's [task] table)")
+    return notes
 
 
 # ---------------------------------------------------------------------------- writing
@@ -324,7 +343,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(handle):
             parsed: dict[str, Any] = {}
             for key, value in row.items():
-                if key == "agent":
+                if key in TEXT_COLUMNS:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"

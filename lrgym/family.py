@@ -333,7 +333,7 @@ def load_family(name: str, **overrides: Any) -> TaskFamily:
     if name in task_names():
         return TaskFamily.of_task(load_task_spec(name, **overrides))
     if name not in family_names():
-        raise unknown_name_error("task or family", name, task_names() + family_names())
+        raise unknown_name_error("task", name, task_names() + family_names())
     path = envs_dir() / f"{name}.toml"
     data = _read_toml(path)
     data.pop("kind", FAMILY_KIND)

@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lrgym.data import unknown_name_error
+from lrgym.validation import task_fields
 
 ACTION_MODES = ("scale", "discrete", "lr", "residual")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
@@ -76,48 +77,12 @@ class TaskSpec:
     base_schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
-        for name in ("optimizer_kwargs", "model_kwargs", "dataset_kwargs"):
-            object.__setattr__(self, name, dict(getattr(self, name)))
-        if isinstance(self.base_schedule, dict) and {"scheduler", "initial_lr"} <= set(self.base_schedule):
-            # Only what runs the schedule: a full step-grid choice also carries its grid rows.
-            base = {
-                "scheduler": str(self.base_schedule["scheduler"]),
-                "initial_lr": float(self.base_schedule["initial_lr"]),
-                "kwargs": dict(self.base_schedule.get("kwargs", {})),
-            }
-            object.__setattr__(self, "base_schedule", base)
-        problems = []
-        if self.action not in ACTION_MODES:
-            problems.append(f"action must be one of {', '.join(ACTION_MODES)}, got {self.action!r}")
-        if self.reward not in REWARDS:
-            problems.append(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        if self.features not in FEATURES:
-            problems.append(f"features must be one of {', '.join(FEATURES)}, got {self.features!r}")
-        for what, values in NEEDS_BASE_SCHEDULE.items():
-            if getattr(self, what) in values and self.base_schedule is None:
-                problems.append(
-                    f"{what} {getattr(self, what)!r} needs base_schedule (a step-grid choice: "
-                    "{scheduler, initial_lr, kwargs})"
-                )
-        if self.base_schedule is not None:
-            if not isinstance(self.base_schedule, dict) or not {"scheduler", "initial_lr"} <= set(
-                self.base_schedule
-            ):
-                problems.append(
-                    f"base_schedule must be a table with scheduler, initial_lr and kwargs, got {self.base_schedule!r}"
-                )
-        for name in ("batch_size", "steps", "interval", "val_size"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not 0 < self.lr_min <= self.lr_max:
-            problems.append(f"need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
-        if not self.initial_lrs:
-            problems.append("initial_lrs must hold at least one learning rate")
-        if self.lr_scale <= 1:
-            problems.append(f"lr_scale must be > 1, got {self.lr_scale}")
+        # Every field is checked here, so that no bad value fails later deep inside (lrgym.validation).
+        values, problems = task_fields(self, ACTION_MODES, REWARDS, FEATURES, NEEDS_BASE_SCHEDULE)
         if problems:
             raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def decisions(self) -> int:
@@ -144,15 +109,26 @@ def task_field_names() -> list[str]:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: its ``kind`` (which code runs it) and that code's parameters."""
+    """One agent: its ``kind`` (which code runs it) and that code's parameters.
+
+    ``task_overrides`` (the spec's ``[task]`` table) are task fields the agent changes in
+    every task it runs on, e.g. ``optimizer = "prodigy"`` for an agent that *is* an
+    optimizer: :func:`lrgym.agents.run_episode` builds the env with them.
+    """
 
     name: str
     kind: str
     description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["task_overrides"]:
+            # Left out when empty: a spec's dict (and the step-grid cache names hashed from
+            # it, such as the choices shipped in checkpoints/) is what it was before the field.
+            del data["task_overrides"]
+        return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -198,7 +174,8 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
 
 
 def load_agent_spec(name: str) -> AgentSpec:
-    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, the rest are params."""
+    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, an optional
+    ``[task]`` table of task-field overrides, the rest are params."""
     path = agents_dir() / f"{name}.toml"
     if not path.is_file():
         raise unknown_name_error("agent", name, agent_names() + ["ppo:PATH"])
@@ -207,4 +184,13 @@ def load_agent_spec(name: str) -> AgentSpec:
         raise ValueError(f"{path}: an agent spec needs a top-level 'kind'")
     kind = data.pop("kind")
     description = data.pop("description", "")
-    return AgentSpec(name=name, kind=kind, description=description, params=data)
+    task_overrides = data.pop("task", {})
+    if not isinstance(task_overrides, dict):
+        raise ValueError(f"{path}: 'task' must be a table of task fields, got {task_overrides!r}")
+    allowed = [field_name for field_name in task_field_names() if field_name != "name"]
+    unknown = set(task_overrides) - set(allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown task field(s) {sorted(unknown)} in [task]; valid: {', '.join(allowed)}")
+    return AgentSpec(
+        name=name, kind=kind, description=description, params=data, task_overrides=task_overrides
+    )

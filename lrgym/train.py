@@ -18,11 +18,16 @@ seed ``HELD_OUT_SEED_START + k``; test instances are never touched.
 ``seed`` seeds PPO (policy initialisation, action sampling). Resuming restores the
 weights, optimizer state, step count and normalisation statistics, not the random
 streams: a resumed run is a faithful continuation, not a bitwise replay.
+
+Resuming reads SB3's own training state (``model.TAG.zip``, ``vecnormalize.TAG.pkl``),
+which is pickled: resume only runs you made. Acting with the saved controller never
+reads those files (:func:`lrgym.checkpoint.load_controller`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections import Counter
@@ -44,13 +49,15 @@ from lrgym.callbacks import (
     PhaseTimerCallback,
     ProgressBarCallback,
     TrainingProgress,
+    WallClockCallback,
     periodic_checkpoints,
 )
 from lrgym.checkpoint import (
     CARD_FILE,
+    TRAINING_ROLES,
     algorithm_class,
     annotate_card,
-    load_checkpoint,
+    load_training_state,
     read_card,
     save_checkpoint,
     space_signature,
@@ -59,6 +66,12 @@ from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
 from lrgym.family import FamilyEnv, TaskFamily
 from lrgym.specs import AgentSpec, TaskSpec
 
+WALL_TIME_FILE = "wall_time.json"
+WALL_TIME_NOTE = (
+    "wall_time_s: every session of the run from the start of `lrgym train` until it ended or was killed "
+    "(each session is recorded every 5 s, so a kill loses at most 5 s of it), including time after the last "
+    "periodic checkpoint that a resume trains again"
+)
 TRAINING_SEED_START = 10_000
 HELD_OUT_SEED_START = 5_000
 # Agent spec params that configure this module rather than the SB3 class.
@@ -208,18 +221,22 @@ def train(
 
     :param task: a task, or a task family: trained on its train instances, selected on
         its validation instances (a family of one is its task).
-    :param out: the run folder: the best controller (``card.json``, ``model.zip``,
-        ``vecnormalize.pkl``), ``periodic/step-N/`` checkpoints, ``tensorboard/``.
+    :param out: the run folder: the best controller (``card.json`` and the files it
+        names, see :mod:`lrgym.checkpoint`), ``periodic/step-N/`` checkpoints,
+        ``tensorboard/``, ``wall_time.json``.
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
     :param n_envs: trainees trained in parallel (subprocesses when more than one).
     :param population: trainees per process, trained in lock-step as one population
         (1: one single env per process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
-    :param resume: continue from the last periodic checkpoint in ``out``.
+    :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
+        training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder for the run")
     if isinstance(task, TaskFamily) and task.single:
         task = task.instance(0)
     family = task if isinstance(task, TaskFamily) else None
@@ -228,6 +245,8 @@ def train(
     representative = family.instance(family.indices("train")[0]) if family else task
     cls = algorithm_class(agent.kind)
     timesteps = int(timesteps if timesteps is not None else agent_setting(agent, "timesteps"))
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
     device_name = str(resolve_device(device))
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
     started = time.perf_counter()
@@ -238,7 +257,7 @@ def train(
         if not candidates:
             raise FileNotFoundError(f"{out}: no periodic checkpoint to resume from")
         last = candidates[-1]
-        last_card = read_card(last)
+        last_card = read_card(last, TRAINING_ROLES)
         _check_same_run(last_card, representative, agent, last, family)
         progress = TrainingProgress.from_dict(last_card["training_state"])
         first_seed = TRAINING_SEED_START + progress.episodes + n_envs * population
@@ -248,10 +267,10 @@ def train(
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
     venv = make_training_env(task, n_envs, first_seed, env_options, population)
-    logger = None
+    logger, clock = None, None
     try:
         if resume:
-            loaded = load_checkpoint(last, task=representative, device=device_name, env=venv)
+            loaded = load_training_state(last, representative, env=venv, device=device_name)
             model, vec_normalize = loaded.model, loaded.vec_normalize
         else:
             algorithm = dict(agent.params.get("algorithm", {}))
@@ -271,7 +290,12 @@ def train(
         )
 
         # ------------------------------------------------------------ the checkpoint card
-        wall_before = progress.wall_time_s
+        earlier_sessions = WallClockCallback.read_sessions(out / WALL_TIME_FILE) if resume else []
+        if resume and not earlier_sessions:  # a run from before wall_time.json: up to its checkpoint
+            earlier_sessions = [{"started": None, "seconds": progress.wall_time_s}]
+        clock = WallClockCallback(out / WALL_TIME_FILE, started, earlier_sessions)
+        clock.write()
+        wall_before = clock.earlier_s
 
         def card(selection: dict[str, Any]) -> dict[str, Any]:
             wall_time = wall_before + time.perf_counter() - started
@@ -284,6 +308,7 @@ def train(
                 "timesteps": model.num_timesteps,
                 "episodes": progress.episodes,
                 "wall_time_s": round(wall_time, 1),
+                "wall_time_note": WALL_TIME_NOTE,
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
                 "population": population,
@@ -309,6 +334,7 @@ def train(
         callbacks = [
             EpisodeLogCallback(progress, representative.divergence_loss),
             timer,  # before the evaluation: see PhaseTimerCallback
+            clock,
             evaluation,
             PeriodicCheckpointCallback(
                 out / "periodic", int(agent_setting(agent, "checkpoint_every_rollouts")), save_periodic
@@ -332,6 +358,8 @@ def train(
             "held_out_history": progress.history,
         })
     finally:
+        if clock is not None:
+            clock.write()  # also after an interruption
         if logger is not None:
             logger.close()  # flushes TensorBoard, also after an interruption
         venv.close()
@@ -357,6 +385,7 @@ def _check_same_run(
     pairs = [("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict()),
              ("family", card.get("family") or {}, family.to_dict() if family else {})]
     for what, saved, now in pairs:
+        now = json.loads(json.dumps(now))  # as the card holds it: tuples are lists
         if saved != now:
             changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
             raise ValueError(

@@ -199,3 +199,16 @@ def test_fashion_mnist_family_instance_runs():
     env.reset(seed=0, options={"instance": index})
     _, _, terminated, _, info = env.step(np.zeros(1, dtype=np.float32))
     assert info["val_loss"] is not None
+
+
+def test_every_task_field_passes_through_the_family_untouched():
+    base = {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 4, "gamma": 0.5}}
+    overrides = dict(features="scale-free", action="residual", reward="log_improvement", base_schedule=base)
+    family = load_family("mnist1d-family", **FAST, **overrides)
+    for index in (0, 100_000, 200_000):
+        task = family.instance(index)
+        assert (task.features, task.action, task.reward) == ("scale-free", "residual", "log_improvement")
+        assert task.base_schedule == base
+    env = FamilyEnv(family)
+    env.reset(seed=0)
+    assert env.step(env.action_space.sample())[4]["instance"] in family.indices("train")

@@ -9,7 +9,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.family import load_family
-from lrgym.specs import load_task_spec
+from lrgym.specs import load_agent_spec, load_task_spec
 from lrgym.train import HELD_OUT_SEED_START
 
 from .test_family import FAST
@@ -79,3 +79,20 @@ def test_cli_train_reads_families_and_refuses_unknown_overrides(tmp_path, capsys
     # the command's family path is checked up to the spec.
     code = main(["train", "mnist1d-family", "--out", str(tmp_path / "cli"), "--set", "batch=3"])
     assert code == 2 and "unknown override(s) ['batch']" in capsys.readouterr().err
+
+
+def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_path, tiny_family, monkeypatch):
+    import lrgym.agents.step_grid_family as step_grid_family
+    from lrgym.transfer import plan_transfer
+
+    train_tiny(tmp_path / "run", tiny_family, timesteps=20)
+    # Every configuration scored without training (the real grid is 48 x 12 episodes): the
+    # lowest initial rate wins, so the plan must carry the family-tuned choice.
+    monkeypatch.setattr(step_grid_family, "score_configuration",
+                        lambda task, configuration, seed, env_options: configuration["initial_lr"])
+    target = load_task_spec("mnist1d-lenet", steps=20, interval=10, val_size=50)
+    plan = plan_transfer(tmp_path / "run", target, cache_dir=tmp_path / "cache", progress=False)
+    lowest = min(load_agent_spec("step-grid-family").params["initial_lrs"])
+    assert plan.entries[0].options["config"]["initial_lr"] == lowest
+    assert plan.entries[0].options["config"]["tuned_on"]["name"] == "mnist1d-family"
+    assert plan.source_name == "mnist1d-family" and "the family `mnist1d-family`" in plan.notes[0]

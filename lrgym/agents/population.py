@@ -28,8 +28,12 @@ def population_capable(agent: Any) -> bool:
 
 
 def can_run_as_population(agent: Any, task: TaskSpec) -> bool:
-    """Whether episodes of ``agent`` on ``task`` can run as a population (agent and task both allow it)."""
-    return population_capable(agent) and population_error(task) is None
+    """Whether episodes of ``agent`` on ``task`` can run as a population: the agent allows it,
+    and so does the task it runs (with the agent's ``task_overrides``, e.g. another optimizer)."""
+    if not population_capable(agent):
+        return False
+    overrides = dict(getattr(agent, "task_overrides", None) or {})
+    return population_error(task.replace(**overrides)) is None
 
 
 def run_population_episodes(
@@ -38,7 +42,7 @@ def run_population_episodes(
     """Run ``agents[k]`` with episode seed ``seeds[k]`` for every k, as one population.
 
     :param agents: one agent object per member (each keeps its own episode state), all
-        speaking the same action mode and population-capable.
+        speaking the same action mode, with the same ``task_overrides``, and population-capable.
     :param env_options: ``device``, ``data_dir``, ``download``.
     :return: one result per member; ``wall_time`` is the population's time shared equally.
     """
@@ -50,8 +54,11 @@ def run_population_episodes(
     refused = [type(agent).__name__ for agent in agents if not population_capable(agent)]
     if refused:
         raise ValueError(f"{', '.join(sorted(set(refused)))} cannot act in a population: run it on single envs")
-    mode = modes.pop()
-    task = task if task.action == mode else task.replace(action=mode)
+    overrides = [dict(getattr(agent, "task_overrides", None) or {}) for agent in agents]
+    if any(override != overrides[0] for override in overrides):
+        raise ValueError("a population's agents must share their task overrides (features, action, base schedule)")
+    # The env run_episode would build: the agents' task overrides, then their action mode.
+    task = task.replace(**overrides[0], action=modes.pop())
     started = time.perf_counter()
     env = PopulationEnv(len(seeds), **task.to_dict(), **env_options)
     observations, infos = env.reset(list(seeds))
@@ -84,7 +91,7 @@ def run_population_episodes(
         EpisodeResult(
             trajectory=trajectory, final_info=final, first_observation=first[0], initial_lr=first[1],
             first_lr=trajectory[0].lr if trajectory else float("nan"), wall_time=share,
-            episode_return=episode_return, initial_val_loss=first[2],
+            episode_return=episode_return, initial_val_loss=first[2], task=env.task,
         )
         for trajectory, final, first, episode_return in zip(trajectories, finals, firsts, returns, strict=True)
     ]

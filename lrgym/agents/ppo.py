@@ -3,8 +3,9 @@
 Acts deterministically (the mean of the Gaussian policy), normalises each
 observation with the statistics frozen at the end of training, and for ``ppo-lstm``
 carries the LSTM state from one decision to the next, resetting it at episode start.
-The same class acts for the held-out evaluation during training (with the live model
-and statistics), so what training selects is what ``ppo:PATH`` runs.
+The same class acts for the held-out evaluation during training (with the live policy
+and statistics), so what training selects is what ``ppo:PATH`` runs. Loading a
+checkpoint to act unpickles nothing (:func:`lrgym.checkpoint.load_controller`).
 """
 
 from __future__ import annotations
@@ -15,41 +16,42 @@ from typing import Any
 import numpy as np
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.checkpoint import load_checkpoint
+from lrgym.checkpoint import load_controller
 from lrgym.specs import AgentSpec, TaskSpec
 
 
 class PPOAgent:
-    """A PPO or RecurrentPPO policy behind the :class:`~lrgym.agents.base.Agent` protocol.
+    """An SB3 actor-critic policy (MLP or LSTM) behind the :class:`~lrgym.agents.base.Agent` protocol.
 
-    :param model: an SB3 ``PPO`` or sb3-contrib ``RecurrentPPO``.
-    :param vec_normalize: the ``VecNormalize`` whose ``normalize_obs`` the policy was
-        trained behind (only read here, never updated).
+    :param policy: an SB3 ``ActorCriticPolicy`` or sb3-contrib ``RecurrentActorCriticPolicy``
+        (``model.policy`` of a ``PPO`` / ``RecurrentPPO``).
+    :param normalizer: anything with ``normalize_obs`` (a frozen
+        :class:`~lrgym.policy_files.ObservationNormalizer`, or the live ``VecNormalize``
+        during training); only read here, never updated.
     :param action_mode: the env action mode the policy was trained in.
     :param deterministic: act with the policy's mode rather than a sample.
     """
 
     population_capable = True  # lrgym.agents.population: needs only observations and the spaces
 
-    def __init__(
-        self, model: Any, vec_normalize: Any, action_mode: str, deterministic: bool = True
-    ) -> None:
-        self.model = model
-        self.vec_normalize = vec_normalize
+    def __init__(self, policy: Any, normalizer: Any, action_mode: str, deterministic: bool = True) -> None:
+        self.policy = policy
+        self.normalizer = normalizer
         self.action_mode = action_mode
         self.deterministic = deterministic
+        self.task_overrides: dict[str, Any] = {}  # set by load_ppo_agent: see acting_overrides
         self._lstm_state: Any = None
         self._episode_start = True
 
     def reset(self, start: EpisodeStart) -> None:
         env = start.env
-        for what, model_space, env_space in (
-            ("observation", self.model.observation_space, env.observation_space),
-            ("action", self.model.action_space, env.action_space),
+        for what, policy_space, env_space in (
+            ("observation", self.policy.observation_space, env.observation_space),
+            ("action", self.policy.action_space, env.action_space),
         ):
-            if model_space != env_space:
+            if policy_space != env_space:
                 raise ValueError(
-                    f"the controller's {what} space {model_space} does not match the env's {env_space}"
+                    f"the controller's {what} space {policy_space} does not match the env's {env_space}"
                 )
         self.begin_episode()
 
@@ -59,8 +61,8 @@ class PPOAgent:
         self._episode_start = True
 
     def act(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        normalized = self.vec_normalize.normalize_obs(np.asarray(observation, dtype=np.float32)[None])
-        action, self._lstm_state = self.model.predict(
+        normalized = self.normalizer.normalize_obs(np.asarray(observation, dtype=np.float32)[None])
+        action, self._lstm_state = self.policy.predict(
             normalized,
             state=self._lstm_state,
             episode_start=np.array([self._episode_start]),
@@ -70,13 +72,37 @@ class PPOAgent:
         return action[0]
 
 
+def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
+    """The task fields a controller brings wherever it acts: the observation it was trained on
+    (``features``), its action mode and, for a ``residual`` controller, the base schedule it
+    corrects. Other fields (budget, interval, ``lr_scale``, reward) stay the task's own."""
+    trained_on = card["task"]
+    overrides: dict[str, Any] = {
+        "features": trained_on.get("features", "xu"), "action": card["signature"]["action"],
+    }
+    if trained_on.get("base_schedule") is not None:
+        overrides["base_schedule"] = trained_on["base_schedule"]
+    return overrides
+
+
 def load_ppo_agent(
     path: str | Path, task: TaskSpec | None = None, device: str = "cpu", deterministic: bool = True
 ) -> PPOAgent:
-    """The controller saved in checkpoint folder ``path``, checked against ``task``."""
-    checkpoint = load_checkpoint(path, task=task, device=device)
-    action_mode = checkpoint.card["signature"]["action"]
-    return PPOAgent(checkpoint.model, checkpoint.vec_normalize, action_mode, deterministic)
+    """The controller saved in checkpoint folder ``path``, checked against ``task`` (no pickle is read).
+
+    The agent carries :func:`acting_overrides` as its ``task_overrides``: a controller
+    trained on the scale-free state (or as a residual of a base schedule) acts so on any
+    task with the same spaces, and :func:`lrgym.agents.run_episode` builds its env so.
+    """
+    from lrgym.checkpoint import read_card
+
+    card = read_card(path)
+    overrides = acting_overrides(card)
+    controller = load_controller(path, task=task.replace(**overrides) if task is not None else None, device=device)
+    action_mode = controller.card["signature"]["action"]
+    agent = PPOAgent(controller.policy, controller.normalizer, action_mode, deterministic)
+    agent.task_overrides = overrides
+    return agent
 
 
 def from_checkpoint(spec: AgentSpec, task: TaskSpec, device: str = "cpu", **options: Any) -> PPOAgent:

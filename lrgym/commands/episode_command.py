@@ -8,6 +8,7 @@ from lrgym.commands.common import (
     add_data_arguments,
     add_override_argument,
     env_options,
+    non_negative_int,
     parse_overrides,
 )
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--agent", default=None,
         help="agent spec name or ppo:PATH (default: keep the initial learning rate)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="episode seed")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="episode seed (an integer >= 0)")
     add_override_argument(parser)
     add_data_arguments(parser)
 

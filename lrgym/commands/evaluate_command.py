@@ -11,6 +11,7 @@ from lrgym.commands.common import (
     env_options,
     out_dir,
     parse_overrides,
+    positive_int,
 )
 
 HELP = ("run agents on the same seeds of a task, or of a task family's instances; "
@@ -20,15 +21,27 @@ HELP = ("run agents on the same seeds of a task, or of a task family's instances
 def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int = 10) -> None:
     """Flags shared by ``evaluate``, ``transfer`` and ``experiment``."""
     parser.add_argument(
-        "--seeds", type=int, default=default_seeds,
+        "--seeds", type=positive_int, default=default_seeds,
         help=f"evaluation seeds 0..N-1, the same for every agent (default {default_seeds})",
     )
     parser.add_argument(
-        "--jobs", "-j", type=int, default=None,
+        "--jobs", "-j", type=positive_int, default=None,
         help="worker processes (default: one per available CPU core)",
+    )
+    parser.add_argument(
+        "--allow-long-tuning", action="store_true",
+        help="run a step-grid tuning even when it is estimated to take longer than 30 minutes here "
+             "(without it such a tuning is refused before it starts)",
     )
     add_override_argument(parser)
     add_data_arguments(parser)
+
+
+def max_tuning_s(args: argparse.Namespace) -> float | None:
+    """The bound on a step-grid tuning's estimated time: none with ``--allow-long-tuning``."""
+    from lrgym.agents.step_grid import LONG_TUNING_S
+
+    return None if args.allow_long_tuning else LONG_TUNING_S
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,13 +74,11 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_task_spec
 
     family = load_family(args.task, **parse_overrides(args.overrides))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     if family.single and args.instances:
         raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
     if not family.single and not args.instances:
         raise ValueError(f"{args.task!r} is a task family: say which instances, e.g. --instances test:20")
-    entries = agent_entries(comma_list(args.agents))
+    entries = agent_entries(comma_list(args.agents, "--agents"))
     labels = [entry.label for entry in entries]
     reference = args.reference or labels[0]
     if reference not in labels:
@@ -78,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid",
+        env_options=env_options(args), cache_dir=folder / "step-grid", max_tuning_s=max_tuning_s(args),
     )
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())
