@@ -126,8 +126,9 @@ def test_meta_training_runs_on_a_population_and_records_it_in_the_card(tmp_path,
 def test_train_command_refuses_bad_populations_with_one_line(capsys, tmp_path):
     from lrgym.cli import main
 
-    assert main(["train", "mnist1d-mlp", "--population", "0", "--out", str(tmp_path / "a")]) == 2
-    assert "--population must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # argparse: the usage line and exit status 2
+        main(["train", "mnist1d-mlp", "--population", "0", "--out", str(tmp_path / "a")])
+    assert exit_info.value.code == 2 and "--population: expected an integer >= 1" in capsys.readouterr().err
     code = main(["train", "mnist1d-mlp", "--population", "4", "--set", "optimizer=prodigy",
                  "--out", str(tmp_path / "b"), "--device", "cpu", "--no-progress"])
     assert code == 2 and "single envs only" in capsys.readouterr().err

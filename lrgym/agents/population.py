@@ -58,7 +58,7 @@ def run_population_episodes(
     if any(override != overrides[0] for override in overrides):
         raise ValueError("a population's agents must share their task overrides (features, action, base schedule)")
     # The env run_episode would build: the agents' task overrides, then their action mode.
-    task = task.replace(**overrides[0], action=modes.pop())
+    task = task.replace(**{**overrides[0], "action": modes.pop()})
     started = time.perf_counter()
     env = PopulationEnv(len(seeds), **task.to_dict(), **env_options)
     observations, infos = env.reset(list(seeds))
