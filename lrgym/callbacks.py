@@ -6,6 +6,7 @@ Everything :func:`lrgym.train.train` adds to PPO's loop is one of these callback
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -103,6 +104,8 @@ class HeldOutEvalCallback(BaseCallback):
 
     :param runs: the (task, episode seed) pairs, the same at every evaluation.
     :param env_options: ``device``, ``data_dir``, ``download`` of the envs, built once per task.
+    :param population: run the runs of each task as one population (lrgym.agents.population)
+        when the task allows it (training on populations does).
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class HeldOutEvalCallback(BaseCallback):
         every_episodes: int,
         progress: TrainingProgress,
         save_best: Callable[[int, float], None],
+        population: bool = False,
     ) -> None:
         super().__init__()
         self.runs = list(runs)
@@ -120,6 +124,7 @@ class HeldOutEvalCallback(BaseCallback):
         self.progress = progress
         self.save_best = save_best
         self.seconds = 0.0  # time spent evaluating, kept out of the rollout time by PhaseTimerCallback
+        self.population = population
         self._envs: dict[str, LRControlEnv] = {}
 
     def env(self, task: TaskSpec) -> LRControlEnv:
@@ -142,7 +147,7 @@ class HeldOutEvalCallback(BaseCallback):
     def evaluate(self) -> float:
         started = time.perf_counter()
         agent = PPOAgent(self.model.policy, self.model.get_vec_normalize_env(), self.runs[0][0].action)
-        results = [run_episode(agent, self.env(task), seed) for task, seed in self.runs]
+        results = self._run_all(agent)
         penalties = [task.divergence_loss for task, _ in self.runs]
         best = [_loss_or_penalty(r.final_info["best_val_loss"], p) for r, p in zip(results, penalties, strict=True)]
         final = [_loss_or_penalty(r.trajectory[-1].val_loss, p) for r, p in zip(results, penalties, strict=True)]
@@ -170,6 +175,26 @@ class HeldOutEvalCallback(BaseCallback):
             self.save_best(self.num_timesteps, score)
         self.seconds += time.perf_counter() - started
         return score
+
+
+    def _run_all(self, agent: PPOAgent) -> list[Any]:
+        """One episode per held-out run, in order; each task's runs as one population if asked."""
+        from lrgym.agents.population import can_run_as_population, run_population_episodes
+
+        results: dict[int, Any] = {}
+        by_task: dict[str, list[int]] = {}
+        for index, (task, _) in enumerate(self.runs):
+            by_task.setdefault(repr(task), []).append(index)
+        for indices in by_task.values():
+            task = self.runs[indices[0]][0]
+            seeds = [self.runs[index][1] for index in indices]
+            if self.population and can_run_as_population(agent, task):
+                members = [copy.copy(agent) for _ in seeds]  # own episode state, shared policy
+                episodes = run_population_episodes(members, task, seeds, **self.env_options)
+            else:
+                episodes = [run_episode(agent, self.env(task), seed) for seed in seeds]
+            results.update(zip(indices, episodes, strict=True))
+        return [results[index] for index in range(len(self.runs))]
 
 
 def _lr_figure(results: list, labels: list[str]) -> Any:

@@ -100,7 +100,37 @@ def run_one(
     """One episode of ``entry`` on ``task`` with seed ``seed``: its result row and trajectory rows."""
     from lrgym.agents import run_episode
 
-    episode = run_episode(_build_agent(entry, task), task, seed, **dict(env_options))
+    return episode_rows(entry, task, seed, run_episode(_build_agent(entry, task), task, seed, **dict(env_options)))
+
+
+def run_population(
+    entry: AgentEntry, task: TaskSpec, seeds: Sequence[int], env_options: Mapping[str, Any]
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """The episodes of ``entry`` on ``seeds`` as one population (lrgym.agents.population), rows per seed."""
+    import copy
+
+    from lrgym.agents.population import run_population_episodes
+
+    agent = _build_agent(entry, task)
+    # One shallow copy per member: each keeps its own episode state, all share the policy.
+    members = [copy.copy(agent) for _ in seeds]
+    episodes = run_population_episodes(members, task, seeds, **dict(env_options))
+    return [episode_rows(entry, task, seed, episode) for seed, episode in zip(seeds, episodes, strict=True)]
+
+
+def run_batch(
+    entry: AgentEntry, task: TaskSpec, seeds: Sequence[int], env_options: Mapping[str, Any], population: bool
+) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """One job of :func:`evaluate`: ``seeds`` of ``entry`` as a population, or one single episode."""
+    if population:
+        return run_population(entry, task, seeds, env_options)
+    return [run_one(entry, task, seed, env_options) for seed in seeds]
+
+
+def episode_rows(
+    entry: AgentEntry, task: TaskSpec, seed: int, episode: Any
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The result row and trajectory rows of one :class:`~lrgym.agents.EpisodeResult`."""
     info = episode.final_info
     last = episode.trajectory[-1] if episode.trajectory else None
     result = {
@@ -216,6 +246,7 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    population: int | None = None,
     max_tuning_s: float | None = None,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
@@ -226,6 +257,12 @@ def evaluate(
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
+    :param population: the seeds of a population-capable agent (schedules, tuned step
+        decay, PPO controllers) run as populations, one per job, when each would have at
+        least this many members and the task allows it
+        (:func:`lrgym.agents.population.can_run_as_population`); otherwise, and for other
+        agents, one episode per job. 0 turns populations off; default
+        :data:`lrgym.population.POPULATION_MIN`.
     :param max_tuning_s: refuse a step-grid tuning estimated to take longer (``None``: no bound).
     :return: result and trajectory rows ordered by agent, then seed.
     """
@@ -238,15 +275,34 @@ def evaluate(
     env_options = dict(env_options or {})
     entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, max_tuning_s)
     notes += _check_agents_build(entries, task)
-    work = [(entry, seed) for entry in entries for seed in seeds]
-    outcomes = run_jobs(
-        run_one, [(entry, task, seed, env_options) for entry, seed in work], jobs,
-        description=f"evaluate {task.name}", progress=progress,
+    from lrgym.agents.population import can_run_as_population
+    from lrgym.population import POPULATION_MIN
+
+    population = POPULATION_MIN if population is None else int(population)
+    # A population-capable agent's seeds run as populations, one per job (lrgym.agents.population).
+    work = []
+    chunks = min(max(1, jobs), len(seeds))
+    as_populations = population > 0 and len(seeds) // chunks >= population
+    for entry in entries:
+        if as_populations and can_run_as_population(_build_agent(entry, task), task):
+            work += [(entry, list(seeds[index::chunks]), True) for index in range(chunks)]
+        else:
+            work += [(entry, [seed], False) for seed in seeds]
+    batches = run_jobs(
+        run_batch, [(entry, task, batch, env_options, as_population) for entry, batch, as_population in work],
+        jobs, description=f"evaluate {task.name}", progress=progress,
     )
+    by_run = {
+        (entry.label, seed): outcome
+        for (entry, batch, _), outcomes in zip(work, batches, strict=True)
+        for seed, outcome in zip(batch, outcomes, strict=True)
+    }
     results, trajectories = [], []
-    for result, trajectory in outcomes:
-        results.append(result)
-        trajectories.extend(trajectory)
+    for entry in entries:
+        for seed in seeds:
+            result, trajectory = by_run[entry.label, seed]
+            results.append(result)
+            trajectories.extend(trajectory)
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
 

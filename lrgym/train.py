@@ -114,12 +114,28 @@ def _training_env(
 
 
 def make_training_env(
-    task: TaskSpec | TaskFamily, n_envs: int, first_seed: int, env_options: dict[str, Any]
+    task: TaskSpec | TaskFamily, n_envs: int, first_seed: int, env_options: dict[str, Any], population: int = 1
 ) -> VecEnv:
     """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more.
 
     :param task: a task, or a family (family envs on its train instances).
+    :param population: with more than 1, each of the ``n_envs`` processes (this one for 1)
+        hosts a population of that many trainees of ``task`` trained in lock-step
+        (:mod:`lrgym.population_vec_env`).
     """
+    if population > 1:
+        from stable_baselines3.common.vec_env import VecMonitor
+
+        from lrgym.population_vec_env import PopulationVecEnv, SubprocPopulationVecEnv
+
+        if isinstance(task, TaskFamily):
+            raise ValueError(
+                "--population trains one task; a family draws a new instance every episode: "
+                "train it on single envs (--n-envs) or pass one of its tasks"
+            )
+        if n_envs > 1:
+            return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, **env_options))
+        return VecMonitor(PopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
     factories = [
         functools.partial(_training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1)
         for index in range(n_envs)
@@ -192,6 +208,7 @@ def train(
     out: str | Path,
     timesteps: int | None = None,
     n_envs: int = 1,
+    population: int = 1,
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
@@ -210,6 +227,8 @@ def train(
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
     :param n_envs: trainees trained in parallel (subprocesses when more than one).
+    :param population: trainees per process, trained in lock-step as one population
+        (1: one single env per process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
     :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
         training state: only on your own runs).
@@ -241,13 +260,13 @@ def train(
         last_card = read_card(last, TRAINING_ROLES)
         _check_same_run(last_card, representative, agent, last, family)
         progress = TrainingProgress.from_dict(last_card["training_state"])
-        first_seed = TRAINING_SEED_START + progress.episodes + n_envs
+        first_seed = TRAINING_SEED_START + progress.episodes + n_envs * population
     else:
         if (out / CARD_FILE).exists() or periodic_checkpoints(out / "periodic"):
             raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
-    venv = make_training_env(task, n_envs, first_seed, env_options)
+    venv = make_training_env(task, n_envs, first_seed, env_options, population)
     logger, clock = None, None
     try:
         if resume:
@@ -292,6 +311,7 @@ def train(
                 "wall_time_note": WALL_TIME_NOTE,
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
+                "population": population,
                 "seed": seed,
                 "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out},
                 "selection": selection,
@@ -309,7 +329,7 @@ def train(
             save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
 
         # ------------------------------------------------------------ callbacks and learning
-        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best)
+        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best, population > 1)
         timer = PhaseTimerCallback(evaluation)
         callbacks = [
             EpisodeLogCallback(progress, representative.divergence_loss),

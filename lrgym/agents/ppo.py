@@ -32,6 +32,8 @@ class PPOAgent:
     :param deterministic: act with the policy's mode rather than a sample.
     """
 
+    population_capable = True  # lrgym.agents.population: needs only observations and the spaces
+
     def __init__(self, policy: Any, normalizer: Any, action_mode: str, deterministic: bool = True) -> None:
         self.policy = policy
         self.normalizer = normalizer

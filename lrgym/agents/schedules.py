@@ -71,6 +71,7 @@ class ScheduleAgent:
     """
 
     action_mode = "lr"
+    population_capable = True  # lrgym.agents.population: needs only observations and a sampler
 
     def __init__(self, schedule: Mapping[str, Any], initial_lr: float | None = None) -> None:
         self.schedule = dict(schedule)
@@ -101,6 +102,7 @@ class PlateauAgent:
     """
 
     action_mode = "lr"
+    population_capable = True  # lrgym.agents.population: needs only observations and a sampler
 
     def __init__(self, schedule: Mapping[str, Any], initial_lr: float | None = None) -> None:
         self.schedule = dict(schedule)

@@ -121,6 +121,27 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
+def score_configurations(
+    task: TaskSpec, runs: Sequence[tuple[Mapping[str, Any], int]], env_options: Mapping[str, Any]
+) -> list[float]:
+    """:func:`score_configuration` of every (configuration, seed) in ``runs``, as one population
+    (each member its own configuration and seed) when ``task`` allows it and there are at
+    least :data:`lrgym.population.POPULATION_MIN` runs, else one by one."""
+    from lrgym.agents.population import run_population_episodes
+    from lrgym.population import POPULATION_MIN, population_error
+
+    if population_error(task) is not None or len(runs) < POPULATION_MIN:
+        return [score_configuration(task, configuration, seed, env_options) for configuration, seed in runs]
+    agents = [choice_agent(configuration) for configuration, _ in runs]
+    episodes = run_population_episodes(agents, task, [seed for _, seed in runs], **dict(env_options))
+    bests = [episode.final_info.get("best_val_loss") for episode in episodes]
+    return [math.inf if best is None else float(best) for best in bests]
+
+
+# Most members per tuning population (the runs are split into at least ``jobs`` populations).
+POPULATION_LIMIT = 64
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None  # JSON has no infinity
 
@@ -142,7 +163,9 @@ def tune_step_grid(
     :param spec: an agent spec of kind ``step-grid``, or its name in ``agents/``.
     :param seeds: tuning seeds (default: the spec's ``tuning_seeds``); keep them apart
         from the evaluation seeds.
-    :param jobs: worker processes (1: in this process). Every argument is picklable.
+    :param jobs: worker processes (1: in this process). Every argument is picklable. The
+        runs go as populations of at most :data:`POPULATION_LIMIT` (at least ``jobs`` of them)
+        when the task allows it (:func:`lrgym.population.population_error`).
     :param progress: show a tqdm progress bar.
     :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
     :param max_seconds: refuse (``ValueError``) a tuning estimated to take longer; ``None``: no bound.
@@ -165,11 +188,17 @@ def tune_step_grid(
         )
     print(plan, flush=True)
     runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
-    run_scores = run_jobs(
-        score_configuration, [(task, configurations[index], seed, env_options) for index, seed in runs],
-        jobs, description=f"tuning {spec.name} on {task.name}", unit="it", progress=progress,
+    # Configurations x seeds as populations (lrgym.agents.population): at least one per job.
+    count = min(len(runs), max(jobs, -(-len(runs) // POPULATION_LIMIT)))
+    batches = [runs[start::count] for start in range(count)]
+    batch_scores = run_jobs(
+        score_configurations,
+        [(task, [(configurations[index], seed) for index, seed in batch], env_options) for batch in batches],
+        jobs, description=f"tuning {spec.name} on {task.name}", unit="population", progress=progress,
     )
-    return choose_configuration(task, spec, configurations, seeds, dict(zip(runs, run_scores)))
+    scores = {run: score for batch, values in zip(batches, batch_scores, strict=True) for run, score in zip(
+        batch, values, strict=True)}
+    return choose_configuration(task, spec, configurations, seeds, scores)
 
 
 def choose_configuration(

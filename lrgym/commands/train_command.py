@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--n-envs", type=positive_int, default=1, help="trainees trained in parallel (subprocesses)")
     parser.add_argument(
+        "--population", type=positive_int, default=1,
+        help="trainees per process trained in lock-step as one population (adam, adamw, sgd, momentum; "
+             "mlp, lenet); with --n-envs P, P processes of N each",
+    )
+    parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of PPO (policy initialisation, sampling)"
     )
     parser.add_argument(
@@ -62,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     out = str(out_dir(args.out or project_root() / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
         result = train(
-            task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
+            task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,
+            device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
             progress_bar=not args.no_progress,
         )
