@@ -4,10 +4,11 @@ Seeds are paired: run ``seed`` of every agent starts from the same initial weigh
 sees the same batches and is scored on the same validation subset (the env derives
 all of them from the seed), so agents can be compared seed by seed.
 
-Runs are spread over worker processes by :func:`lrgym.parallel.run_jobs`
-(spawn context: CUDA and a forked torch do not mix); each worker uses one torch
-thread, loads each dataset once (``lrgym.data`` caches it per process) and builds
-each agent once, then reuses it for every seed it is given.
+Runs are spread over worker processes, or Ray tasks, by :func:`lrgym.parallel.run_placed`
+(the backend decides; spawn context: CUDA and a forked torch do not mix); each worker
+uses one torch thread, loads each dataset once (``lrgym.data`` caches it per process)
+and builds each agent once, then reuses it for every seed it is given. Each result row
+records the node it ran on (``node``); nothing else depends on where it ran.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_placed
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
@@ -28,8 +29,9 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time",
+    "diverged", "decisions", "wall_time", "node",
 )
+TEXT_COLUMNS = ("agent", "node")
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
 )
@@ -160,6 +162,7 @@ def resolve_tuned_agents(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    backend: Backend = LOCAL,
 ) -> tuple[list[AgentEntry], list[str]]:
     """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
 
@@ -188,7 +191,7 @@ def resolve_tuned_agents(
                 choice = load_choice(path)
             else:
                 choice = tune_step_grid(
-                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {})
+                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), backend=backend
                 )
                 if path is not None:
                     save_choice(choice, path)
@@ -208,6 +211,7 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -217,7 +221,9 @@ def evaluate(
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
-    :return: result and trajectory rows ordered by agent, then seed.
+    :param backend: where the runs execute (:class:`lrgym.parallel.Backend`: local processes or Ray).
+    :return: result and trajectory rows ordered by agent, then seed; each result row has
+        the ``node`` it ran on.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
     labels = [entry.label for entry in entries]
@@ -226,16 +232,17 @@ def evaluate(
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
-    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress)
+    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, backend)
     _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
-    outcomes = run_jobs(
+    outcomes = run_placed(
         run_one, [(entry, task, seed, env_options) for entry, seed in work], jobs,
         description=f"evaluate {task.name}", progress=progress,
+        backend=backend, device=str(env_options.get("device", "auto")),
     )
     results, trajectories = [], []
-    for result, trajectory in outcomes:
-        results.append(result)
+    for (result, trajectory), node in outcomes:
+        results.append({**result, "node": node})
         trajectories.extend(trajectory)
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
@@ -268,7 +275,7 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
         for row in csv.DictReader(handle):
             parsed: dict[str, Any] = {}
             for key, value in row.items():
-                if key == "agent":
+                if key in TEXT_COLUMNS:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"

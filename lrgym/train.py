@@ -28,7 +28,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lrgym.callbacks import (
     EpisodeLogCallback,
@@ -49,6 +49,7 @@ from lrgym.checkpoint import (
     space_signature,
 )
 from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
+from lrgym.parallel import LOCAL, Backend, local_node, make_vec_env
 from lrgym.specs import AgentSpec, TaskSpec
 
 TRAINING_SEED_START = 10_000
@@ -89,14 +90,18 @@ def _training_env(
 
 
 def make_training_env(
-    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any]
+    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any], backend: Backend = LOCAL
 ) -> VecEnv:
-    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more."""
+    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for
+    more; in Ray actors spread over the cluster with the ray backend (:func:`lrgym.parallel.make_vec_env`).
+    Each env loads its dataset where it runs (``env_options`` carry ``data_dir``)."""
     factories = [
-        functools.partial(_training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1)
+        functools.partial(
+            _training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1 or backend.is_ray
+        )
         for index in range(n_envs)
     ]
-    return SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+    return make_vec_env(factories, backend, device=env_options["device"])
 
 
 def held_out_seeds(env: LRControlEnv, count: int) -> list[int]:
@@ -153,6 +158,7 @@ def train(
     download: bool = False,
     progress_bar: bool = True,
     extra_callbacks: list[BaseCallback] | None = None,
+    backend: Backend = LOCAL,
 ) -> TrainResult:
     """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
 
@@ -160,10 +166,12 @@ def train(
         ``vecnormalize.pkl``), ``periodic/step-N/`` checkpoints, ``tensorboard/``.
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
-    :param n_envs: trainees trained in parallel (subprocesses when more than one).
+    :param n_envs: trainees trained in parallel (subprocesses when more than one; Ray actors
+        with the ray backend, the PPO updates staying in this process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
     :param resume: continue from the last periodic checkpoint in ``out``.
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
+    :param backend: where the training envs run (:class:`lrgym.parallel.Backend`).
     """
     out = Path(out)
     cls = algorithm_class(agent.kind)
@@ -187,7 +195,10 @@ def train(
             raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
-    venv = make_training_env(task, n_envs, first_seed, env_options)
+    venv = make_training_env(task, n_envs, first_seed, env_options, backend)
+    workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
+    if backend.is_ray:
+        print(f"ray: {venv.placement()}", flush=True)
     logger = None
     try:
         if resume:
@@ -223,6 +234,7 @@ def train(
                 "wall_time_s": round(wall_time, 1),
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
+                "workers": workers,
                 "seed": seed,
                 "seeds": {"training_from": TRAINING_SEED_START, "held_out": seeds},
                 "selection": selection,

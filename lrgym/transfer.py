@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lrgym.evaluate import STEP_GRID_KIND, AgentEntry
+from lrgym.parallel import LOCAL, Backend
 from lrgym.specs import TaskSpec
 
 TRANSFERRED_BASELINE = "step-grid (transferred)"
@@ -66,6 +67,7 @@ def transferred_choice(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    backend: Backend = LOCAL,
 ) -> tuple[dict[str, Any], str]:
     """The step-decay choice of the source task, and where it came from.
 
@@ -85,7 +87,9 @@ def transferred_choice(
     cached = cache_path(cache_dir, source, spec) if cache_dir is not None else None
     if cached is not None and cached.is_file():
         return load_choice(cached), f"tuned earlier on the source task ({cached})"
-    choice = tune_step_grid(source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}))
+    choice = tune_step_grid(
+        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), backend=backend
+    )
     if cached is not None:
         save_choice(choice, cached)
     return choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
@@ -100,6 +104,7 @@ def plan_transfer(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    backend: Backend = LOCAL,
 ) -> TransferPlan:
     """Check that the controller fits ``target`` and choose the agents to compare.
 
@@ -118,7 +123,7 @@ def plan_transfer(
     source = TaskSpec(**card["task"])
     choice, origin = transferred_choice(
         checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
-        cache_dir=cache_dir, progress=progress,
+        cache_dir=cache_dir, progress=progress, backend=backend,
     )
     entries = [
         AgentEntry(TRANSFERRED_BASELINE, "step-grid", {"config": choice}),
@@ -145,10 +150,12 @@ def run_transfer(
     target_baselines: Sequence[str] = TARGET_BASELINES,
     jobs: int = 1,
     env_options: Mapping[str, Any] | None = None,
+    backend: Backend = LOCAL,
 ) -> dict[str, Path]:
     """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
 
-    Step-decay choices tuned here are cached in ``folder/step-grid``.
+    Step-decay choices tuned here are cached in ``folder/step-grid``; ``backend`` says where
+    the runs execute.
     :returns: the written paths (as :func:`lrgym.evaluate.write_evaluation`).
     """
     from lrgym.evaluate import evaluate, write_evaluation
@@ -157,10 +164,10 @@ def run_transfer(
     cache_dir = folder / "step-grid"
     plan = plan_transfer(
         checkpoint, target, baseline_config, target_baselines, jobs=jobs,
-        env_options=env_options, cache_dir=cache_dir,
+        env_options=env_options, cache_dir=cache_dir, backend=backend,
     )
     evaluation = evaluate(
-        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir
+        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir, backend=backend
     )
     evaluation.notes[:0] = plan.notes
     title = f"Transfer {plan.source.name} -> {target.name}"

@@ -34,7 +34,7 @@ from typing import Any
 
 from lrgym.agents.base import make_env, run_episode
 from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_jobs
 from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
 
 SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
@@ -93,6 +93,7 @@ def tune_step_grid(
     jobs: int = 1,
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
+    backend: Backend = LOCAL,
 ) -> dict[str, Any]:
     """Run a grid spec's every configuration on tuning seeds of ``task``; return the choice.
 
@@ -103,6 +104,7 @@ def tune_step_grid(
     :param jobs: worker processes (1: in this process). Every argument is picklable.
     :param progress: show a tqdm progress bar.
     :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
+    :param backend: where the runs execute (local processes or Ray tasks; the same choice either way).
     :returns: a JSON-able dict: ``initial_lr``, ``scheduler``, ``kwargs`` (what the agent
         runs), ``score`` (its mean best validation loss), ``selection``, ``tuning_seeds``,
         ``tuned_on`` (the task spec), ``agent`` (the grid spec) and ``grid`` (every row with
@@ -118,6 +120,7 @@ def tune_step_grid(
     run_scores = run_jobs(
         score_configuration, [(task, configurations[index], seed, env_options) for index, seed in runs],
         jobs, description=f"tuning {spec.name} on {task.name}", unit="it", progress=progress,
+        backend=backend, device=str(env_options.get("device", "auto")),
     )
     scores: dict[tuple[int, int], float] = dict(zip(runs, run_scores))
     rows = []

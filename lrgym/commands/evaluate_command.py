@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
+    add_backend_arguments,
     add_data_arguments,
     add_override_argument,
+    backend,
     comma_list,
     env_options,
     out_dir,
@@ -28,6 +30,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
     )
     add_override_argument(parser)
     add_data_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.evaluate import agent_entries, default_jobs, evaluate, write_evaluation
     from lrgym.specs import load_task_spec
 
+    where = backend(args)
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     if args.seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid",
+        env_options=env_options(args), cache_dir=folder / "step-grid", backend=where,
     )
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from lrgym.commands.common import comma_list, env_options, out_dir, parse_overrides
+from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
 from lrgym.commands.evaluate_command import add_evaluation_arguments
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.train import train
     from lrgym.transfer import run_transfer
 
+    where = backend(args)
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     targets = [load_task_spec(name, **parse_overrides(args.target_overrides)) for name in comma_list(args.transfer_to)]
     recipe = load_agent_spec(args.agent)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         choice = load_choice(choice_path)
         stage("tune step decay", since, f"reused {choice_path}")
     else:
-        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options)
+        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options, backend=where)
         save_choice(choice, choice_path)
         stage("tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
               f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = train(
             task, recipe, checkpoint, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
-            seed=args.train_seed, data_dir=args.data_dir, download=args.download,
+            seed=args.train_seed, data_dir=args.data_dir, download=args.download, backend=where,
         )
         stage("meta-train", since, f"{result.timesteps} timesteps, {result.episodes} episodes")
     # beside the controller, so `lrgym transfer` transfers this exact step-decay choice
@@ -120,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         AgentEntry(f"ppo:{checkpoint.name}", f"ppo:{checkpoint}"),
         *(AgentEntry(name, name) for name in comma_list(args.baselines)),
     ]
-    evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options)
+    evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options, backend=where)
     paths = write_evaluation(evaluation, folder / "evaluate", reference="step-grid",
                              title=f"Evaluation on {task.name}")
     stage("evaluate", since, str(paths["summary"]))
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
         paths = run_transfer(
             checkpoint, target, seeds, folder / f"transfer-{target.name}",
             target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
+            backend=where,
         )
         stage(f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.commands.common import add_data_arguments, add_override_argument, parse_overrides
+from lrgym.commands.common import (
+    add_backend_arguments,
+    add_data_arguments,
+    add_override_argument,
+    backend,
+    parse_overrides,
+)
 
 HELP = "meta-train a learning-rate controller with PPO on a task; save it with its model card"
 
@@ -18,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timesteps", type=int, default=None,
         help="total controller decisions to train on, all episodes together (default: the agent spec's)",
     )
-    parser.add_argument("--n-envs", type=int, default=1, help="trainees trained in parallel (subprocesses)")
+    parser.add_argument(
+        "--n-envs", type=int, default=1,
+        help="trainees trained in parallel (subprocesses; Ray actors with --backend ray)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of PPO (policy initialisation, sampling)")
     parser.add_argument(
         "--out", "-f", default=None, help="run folder (default: checkpoints/TASK-AGENT)"
@@ -29,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_override_argument(parser)
     add_data_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_agent_spec, load_task_spec, project_root
     from lrgym.train import train
 
+    where = backend(args)
     if args.n_envs < 1:
         raise ValueError(f"--n-envs must be at least 1, got {args.n_envs}")
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         result = train(
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
-            progress_bar=not args.no_progress,
+            progress_bar=not args.no_progress, backend=where,
         )
     except KeyboardInterrupt:
         print(f"interrupted: continue with the same command and --resume (from the last checkpoint in {out}/periodic)")
