@@ -262,6 +262,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per agent in the sweep (default 4)")
     parser.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
     args = parser.parse_args(argv)
+
+    def terminate(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)  # unwinds through run()'s clean-up, unlike the default action
+
+    signal.signal(signal.SIGTERM, terminate)
     try:
         run(args.seeds, args.timeout)
     except (CheckFailed, subprocess.TimeoutExpired) as error:
