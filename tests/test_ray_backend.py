@@ -38,7 +38,7 @@ def start_loopback_ray(num_cpus: int) -> None:
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(
-        address="local", num_cpus=num_cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+        address="local", num_cpus=num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
         logging_level="WARNING",
     )
 
@@ -126,3 +126,13 @@ def test_train_on_ray_actors_writes_a_checkpoint_that_evaluates(tmp_path, capsys
     ]) == 0
     rows = read_results(tmp_path / "eval" / "results.csv")
     assert [row["decisions"] for row in rows] == [2, 2, 2, 2]
+
+
+def test_a_run_asks_for_a_gpu_share_only_when_it_trains_on_cuda():
+    from lrgym.ray_backend import gpu_request
+
+    backend = Backend("ray", gpu_fraction=0.25)
+    assert gpu_request(backend, "cpu") == 0 and gpu_request(backend, None) == 0
+    assert gpu_request(backend, "cuda") == 0.25 and gpu_request(backend, "cuda:0") == 0.25
+    assert ray.cluster_resources().get("GPU", 0) == 0  # the test instance has none (num_gpus=0):
+    assert gpu_request(backend, "auto") == 0  # auto trains on the CPU, asking for no GPU
