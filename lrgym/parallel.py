@@ -40,7 +40,7 @@ class Backend:
     """Where runs execute.
 
     :param name: ``local`` (a process pool on this machine) or ``ray`` (a Ray cluster).
-    :param address: ``ray`` only: the cluster to join (``HOST:PORT``, ``ray://HOST:PORT``,
+    :param address: ``ray`` only: the cluster to join (its head's ``HOST:PORT``, or
         ``auto``), or ``local`` for a fresh Ray instance on this machine; ``None``: the
         running cluster if there is one (``RAY_ADDRESS``, ``ray start``), else a fresh
         local instance.

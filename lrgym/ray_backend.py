@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,17 +45,24 @@ def connect(backend: Backend, jobs: int | None = None) -> float:
         return 0.0
     started = time.perf_counter()
     quiet = {"logging_level": logging.WARNING}
-    address = backend.address
-    if address is None:  # the running cluster if there is one, else a local instance
+    address = backend.address or os.environ.get("RAY_ADDRESS")
+    if address is None:  # the cluster `ray start` runs on this machine if there is one, else a local instance
         try:
             ray.init(address="auto", **quiet)
         except ConnectionError:
             address = "local"
     if address == "local":
         ray.init(address="local", num_cpus=max(1, jobs or os.cpu_count() or 1), include_dashboard=False, **quiet)
-    elif address is not None:
-        ray.init(address=address, **quiet)
-    return time.perf_counter() - started
+        joined = "started a local Ray instance"
+    else:
+        if address is not None:
+            ray.init(address=address, **quiet)
+        joined = f"joined the Ray cluster at {ray.get_runtime_context().gcs_address}"
+    seconds = time.perf_counter() - started
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    cpus = ray.cluster_resources().get("CPU", 0)
+    print(f"ray: {joined} ({nodes} node(s), {cpus:g} CPUs) in {seconds:.1f} s", file=sys.stderr, flush=True)
+    return seconds
 
 
 def node_name() -> str:

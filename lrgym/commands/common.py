@@ -55,7 +55,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--ray-address", default=None, metavar="ADDRESS",
-        help="with --backend ray: the cluster (HOST:PORT, ray://HOST:PORT, auto) or local for a fresh "
+        help="with --backend ray: the cluster (HOST:PORT of its head, or auto) or local for a fresh "
              "local instance (default: the running cluster if any, else a local instance)",
     )
 

@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     machine = (
         f"{platform.machine()} {platform.system()}, {default_jobs()} CPU cores available, "
         f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-        + f", torch {torch.__version__}"
+        + f", torch {torch.__version__}" + (", runs on a Ray cluster (--backend ray)" if where.is_ray else "")
     )
     lines = [
         f"# Experiment on {task.name}", "",
