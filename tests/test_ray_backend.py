@@ -136,3 +136,40 @@ def test_a_run_asks_for_a_gpu_share_only_when_it_trains_on_cuda():
     assert gpu_request(backend, "cuda") == 0.25 and gpu_request(backend, "cuda:0") == 0.25
     assert ray.cluster_resources().get("GPU", 0) == 0  # the test instance has none (num_gpus=0):
     assert gpu_request(backend, "auto") == 0  # auto trains on the CPU, asking for no GPU
+
+
+def test_ray_vec_env_steps_exactly_like_sb3s_dummy_vec_env(tiny_task):
+    import functools
+
+    import numpy as np
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from lrgym.ray_vec_env import RayVecEnv
+    from lrgym.train import _training_env
+
+    options = {"device": "cpu", "data_dir": None, "download": False}
+    factories = [functools.partial(_training_env, tiny_task.to_dict(), options, 100 + i, 2, True) for i in range(2)]
+    local, remote = DummyVecEnv(factories), RayVecEnv(factories)
+    try:
+        assert remote.num_envs == 2 and remote.observation_space == local.observation_space
+        assert remote.env_is_wrapped(Monitor) == local.env_is_wrapped(Monitor) == [True, True]
+        assert remote.get_attr("task") == local.get_attr("task")
+        remote.set_attr("marker", 7, indices=[1])
+        assert remote.get_attr("marker", indices=1) == [7] and not remote.has_attr("marker")
+        np.testing.assert_array_equal(remote.reset(), local.reset())
+        actions = np.random.default_rng(0).uniform(-1, 1, size=(2 * tiny_task.decisions + 1, 2, 1))
+        for action in actions.astype(np.float32):  # crosses the end of two episodes per env
+            observation, reward, done, info = remote.step(action)
+            expected = local.step(action)
+            np.testing.assert_array_equal(observation, expected[0])
+            np.testing.assert_array_equal(reward, expected[1])
+            np.testing.assert_array_equal(done, expected[2])
+            for got, want in zip(info, expected[3]):
+                assert got.keys() == want.keys()
+                if "terminal_observation" in want:
+                    np.testing.assert_array_equal(got["terminal_observation"], want["terminal_observation"])
+        assert remote.env_method("get_episode_rewards") == local.env_method("get_episode_rewards")  # Monitor's
+    finally:
+        remote.close()
+        local.close()
