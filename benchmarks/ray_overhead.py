@@ -88,7 +88,8 @@ def main() -> None:
     print(f"| ray, first sweep (starts the workers) | {ray_times[0]:.1f} | {ray_times[0] / local:.2f} |")
     if len(ray_times) > 1:
         warm = statistics.median(ray_times[1:])
-        print(f"| ray, later sweeps (workers running), median of {len(ray_times) - 1} | {warm:.1f} | {warm / local:.2f} |")
+        print(f"| ray, later sweeps (workers running), median of {len(ray_times) - 1} | {warm:.1f} | "
+              f"{warm / local:.2f} |")
     print(f"| ray start-up + first sweep (a one-shot command) | {startup + ray_times[0]:.1f} | "
           f"{(startup + ray_times[0]) / local:.2f} |")
     print(f"ray start-up alone: {startup:.1f} s")
