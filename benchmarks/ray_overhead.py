@@ -32,12 +32,14 @@ from lrgym.parallel import Backend
 from lrgym.specs import load_task_spec
 
 
-def sweep(task, agents: list[str], seeds: int, jobs: int, backend: Backend) -> tuple[float, list[dict]]:
+def sweep(task, agents: list[str], seeds: int, jobs: int, backend: Backend) -> tuple[float, float, list[dict]]:
+    """(seconds for the sweep, mean seconds of one episode inside its worker, result rows without placement)."""
     started = time.perf_counter()
     evaluation = evaluate(task, agents, list(range(seeds)), jobs=jobs, env_options={"device": "cpu"},
                           progress=False, backend=backend)
     rows = [{k: v for k, v in row.items() if k not in ("node", "wall_time")} for row in evaluation.results]
-    return time.perf_counter() - started, rows
+    episode = statistics.mean(row["wall_time"] for row in evaluation.results)
+    return time.perf_counter() - started, episode, rows
 
 
 def main() -> None:
@@ -66,18 +68,19 @@ def main() -> None:
     startup = 0.0
     reference = None
     for repeat in range(args.repeats):
-        seconds, rows = sweep(task, agents, args.seeds, args.jobs, Backend("local"))
+        seconds, episode, rows = sweep(task, agents, args.seeds, args.jobs, Backend("local"))
         local_times.append(seconds)
         reference = reference or rows
-        print(f"repeat {repeat}: local {seconds:.1f} s", flush=True)
+        print(f"repeat {repeat}: local {seconds:.1f} s (one episode {episode:.2f} s in its worker)", flush=True)
         if repeat == 0:
             startup = connect(Backend("ray", "local"), jobs=args.jobs)
             print(f"ray start-up (local instance, {args.jobs} CPUs): {startup:.1f} s", flush=True)
-        seconds, rows = sweep(task, agents, args.seeds, args.jobs, Backend("ray"))
+        seconds, episode, rows = sweep(task, agents, args.seeds, args.jobs, Backend("ray"))
         ray_times.append(seconds)
         if rows != reference:
             raise SystemExit("the Ray sweep's results differ from the local one's")
-        print(f"repeat {repeat}: ray {seconds:.1f} s" + (" (starts its workers)" if repeat == 0 else ""), flush=True)
+        print(f"repeat {repeat}: ray {seconds:.1f} s (one episode {episode:.2f} s in its worker)"
+              + (", starting its workers" if repeat == 0 else ""), flush=True)
     ray.shutdown()
 
     local = statistics.median(local_times)
