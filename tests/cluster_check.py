@@ -43,6 +43,10 @@ AGENTS = "constant,cosine"
 TASK_TITLE = "ray::_run_task"  # the process title of a Ray worker executing one of lrgym's runs
 
 
+# Settings that would stop a second node joining (multi-node off) or point elsewhere.
+CLUSTER_BREAKERS = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")
+
+
 class CheckFailed(Exception):
     pass
 
@@ -61,8 +65,9 @@ def environment() -> dict[str, str]:
     """Usage reporting off; lrgym importable on the workers; a token of this check's own for
     Ray's token authentication (every node and the driver must present the same one)."""
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    inherited = {key: value for key, value in os.environ.items() if key not in CLUSTER_BREAKERS}
     return {
-        **os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(paths),
+        **inherited, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(paths),
         "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
     }
 

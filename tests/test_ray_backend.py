@@ -29,25 +29,30 @@ TINY_FLAGS = [flag for key, value in TINY.items() for flag in ("--set", f"{key}=
 PLACEMENT_COLUMNS = ("node", "wall_time")
 
 
-def start_loopback_ray(num_cpus: int) -> None:
-    """A local Ray instance whose every process listens on 127.0.0.1 only, with no usage reporting.
-
-    Ray resolves a loopback node address to the host's address unless multi-node
-    clusters are off (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``): a single node needs none.
-    """
-    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray.init(
-        address="local", num_cpus=num_cpus, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
-        logging_level="WARNING",
-    )
+# Ray resolves a loopback node address to the host's address unless multi-node clusters
+# are off (RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0); a single node needs none.
+LOOPBACK_ENVIRONMENT = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
-    start_loopback_ray(num_cpus=2)
-    yield
-    ray.shutdown()
+    """A local Ray instance (2 CPUs, no GPU) whose every process listens on 127.0.0.1 only,
+    with no usage reporting; the environment is restored afterwards."""
+    saved = {key: os.environ.get(key) for key in LOOPBACK_ENVIRONMENT}
+    os.environ.update(LOOPBACK_ENVIRONMENT)
+    try:
+        ray.init(
+            address="local", num_cpus=2, num_gpus=0, include_dashboard=False, _node_ip_address="127.0.0.1",
+            logging_level="WARNING",
+        )
+        yield
+    finally:
+        ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def result_columns(rows: list[dict]) -> list[dict]:
