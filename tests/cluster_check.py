@@ -206,6 +206,8 @@ def run(seeds: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     env = environment()
     os.environ.update({key: env[key] for key in ("RAY_USAGE_STATS_ENABLED", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")})
+    for key in CLUSTER_BREAKERS:  # this process drives the actor check
+        os.environ.pop(key, None)
     temp_root = Path(tempfile.mkdtemp(prefix="lrgym-rc-"))  # short: Ray's socket paths must stay < 108 bytes
     nodes: list[subprocess.Popen] = []
     sweep: subprocess.Popen | None = None
