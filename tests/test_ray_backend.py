@@ -7,6 +7,7 @@ tests/test_ray_cluster.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -73,10 +74,10 @@ def test_ray_evaluation_equals_the_local_one_row_for_row(tmp_path):
 
 def test_step_grid_tuning_on_ray_makes_the_same_choice(tiny_task):
     grid = load_agent_spec("step-grid")
-    small = grid.__class__(**{**grid.to_dict(), "params": {
+    small = dataclasses.replace(grid, params={  # 4 configurations x 2 tuning seeds
         **grid.params, "initial_lrs": [0.1, 0.001], "grid": {"step_size": [10], "gamma": [0.5, 0.9]},
         "tuning_seeds": [1000, 1001],
-    }})
+    })
     options = {"device": "cpu"}
     local = tune_step_grid(tiny_task, small, jobs=1, progress=False, env_options=options)
     on_ray = tune_step_grid(tiny_task, small, progress=False, env_options=options, backend=Backend("ray"))
