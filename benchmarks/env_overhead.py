@@ -8,6 +8,10 @@ groups, the seeded epoch sampler and the reset/final test evaluation.
 
     python benchmarks/env_overhead.py                     # quick presets, CPU
     python benchmarks/env_overhead.py --device cuda --tasks fashion-mnist-lenet
+    python benchmarks/env_overhead.py --tasks "" --family mnist1d-family --instances test:3
+
+A family's instances are timed like tasks, each with its own model, size, optimizer
+and batch size (the plain loop uses the same optimizer; every run starts at rate 1e-3).
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import lrgym  # noqa: F401
 from lrgym.agents import make_env
 from lrgym.data import DataNotFoundError
 from lrgym.env import resolve_device
+from lrgym.family import load_family, parse_instances
 from lrgym.models import build_model
 from lrgym.specs import load_task_spec
+from lrgym.trainee import build_optimizer
 
 
 def synchronize(device: torch.device) -> None:
@@ -49,12 +55,12 @@ def env_episode(env, seed: int) -> tuple[float, float]:
 
 
 def plain_loop(task, dataset, device: torch.device, seed: int) -> tuple[float, float]:
-    """The limit: model, Adam with one group, float inputs on the device, randperm batches."""
+    """The limit: the task's model and optimizer with one group, float inputs on the device, randperm batches."""
     synchronize(device)
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = build_model(task.model, dataset.input_shape, dataset.num_classes).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=task.initial_lrs[0])
+    model = build_model(task.model, dataset.input_shape, dataset.num_classes, **task.model_kwargs).to(device)
+    optimizer = build_optimizer(task.optimizer, model, task.initial_lrs[0], **task.optimizer_kwargs)
     inputs, labels = dataset.train.inputs(), dataset.train.labels()
     generator = torch.Generator(device=device).manual_seed(seed)
     built = time.perf_counter()
@@ -81,6 +87,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: least noise)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
+    parser.add_argument("--family", default=None, help="also time instances of this task family")
+    parser.add_argument("--instances", default="test:3", help="the family's instances (default test:3)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -89,8 +97,19 @@ def main() -> None:
     print(f"device {device}, torch threads {torch.get_num_threads()}, {args.repeats} interleaved repeats")
     print(f"{'task':<22} {'steps':>5} {'val':>5} {'K':>3} {'plain st/s':>10} {'env st/s':>9} "
           f"{'ratio':>6} {'episode ratio':>13}")
-    for name in args.tasks.split(","):
-        task = load_task_spec(name, **parse_overrides(args.overrides)).replace(initial_lrs=(1e-3,))
+    overrides = parse_overrides(args.overrides)
+    tasks = [load_task_spec(name, **overrides) for name in args.tasks.split(",") if name]
+    if args.family:
+        family = load_family(args.family, **overrides)
+        for index in parse_instances(args.instances, family):
+            task = family.instance(index)
+            size = task.model_kwargs.get("hidden", "")
+            print(f"  {task.name}: {task.model} {size} {task.optimizer}, batch {task.batch_size}, "
+                  f"{task.steps} steps, mnist1d {task.dataset_kwargs or 'default'}")
+            tasks.append(task)
+    for task in tasks:
+        name = task.name
+        task = task.replace(initial_lrs=(1e-3,))
         try:
             env = make_env(task, device=device)
         except DataNotFoundError:

@@ -1,14 +1,16 @@
 """lrgym: meta-train a learning-rate controller with reinforcement learning.
 
 ``import lrgym`` registers one Gymnasium id per task spec in ``envs/``:
-``gymnasium.make("lrgym/<spec-name>-v0", **overrides)``.
+``gymnasium.make("lrgym/<spec-name>-v0", **overrides)``, and one per task family
+(``kind = "family"``), whose env draws a training instance at every reset
+(:class:`lrgym.family.FamilyEnv`).
 """
 
 from __future__ import annotations
 
 import gymnasium
 
-from lrgym.specs import load_task_spec, task_names
+from lrgym.specs import family_names, load_task_spec, task_names
 
 __version__ = "0.1.0"
 
@@ -19,7 +21,7 @@ def env_id(task: str) -> str:
 
 
 def register_envs() -> list[str]:
-    """Register every spec in ``envs/`` (idempotent); return the ids."""
+    """Register every task and family spec in ``envs/`` (idempotent); return the ids."""
     ids = []
     for name in task_names():
         spec_id = env_id(name)
@@ -29,6 +31,11 @@ def register_envs() -> list[str]:
                 entry_point="lrgym.env:LRControlEnv",
                 kwargs=load_task_spec(name).to_dict(),
             )
+        ids.append(spec_id)
+    for name in family_names():
+        spec_id = env_id(name)
+        if spec_id not in gymnasium.registry:
+            gymnasium.register(id=spec_id, entry_point="lrgym.family:FamilyEnv", kwargs={"family": name})
         ids.append(spec_id)
     return ids
 

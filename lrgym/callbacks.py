@@ -6,7 +6,9 @@ Everything :func:`lrgym.train.train` adds to PPO's loop is one of these callback
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +22,7 @@ from stable_baselines3.common.logger import TensorBoardOutputFormat
 from lrgym.agents.base import run_episode
 from lrgym.agents.ppo import PPOAgent
 from lrgym.env import LRControlEnv
+from lrgym.specs import TaskSpec
 
 
 @dataclass
@@ -90,28 +93,41 @@ class EpisodeLogCallback(BaseCallback):
 
 
 class HeldOutEvalCallback(BaseCallback):
-    """Every ``every_episodes`` training episodes, run the deterministic controller on held-out seeds.
+    """Every ``every_episodes`` training episodes, run the deterministic controller on held-out runs.
 
-    The score is the mean over the seeds of the best validation loss of the episode
-    (a diverged episode counts ``divergence_loss``); lower is better. A new best is
-    saved with ``save_best(timesteps, score)``.
+    A held-out run is a (task, seed) pair: a single task's held-out seeds, or a task
+    family's validation instances, each with its seed. The score is the mean over the
+    runs of the best validation loss of the episode (a diverged episode counts its
+    task's ``divergence_loss``); lower is better. A new best is saved with
+    ``save_best(timesteps, score)``.
+
+    :param runs: the (task, episode seed) pairs, the same at every evaluation.
+    :param env_options: ``device``, ``data_dir``, ``download`` of the envs, built once per task.
     """
 
     def __init__(
         self,
-        env: LRControlEnv,
-        seeds: list[int],
+        runs: list[tuple[TaskSpec, int]],
+        env_options: dict[str, Any],
         every_episodes: int,
         progress: TrainingProgress,
         save_best: Callable[[int, float], None],
     ) -> None:
         super().__init__()
-        self.env = env
-        self.seeds = list(seeds)
+        self.runs = list(runs)
+        self.env_options = dict(env_options)
         self.every_episodes = int(every_episodes)
         self.progress = progress
         self.save_best = save_best
         self.seconds = 0.0  # time spent evaluating, kept out of the rollout time by PhaseTimerCallback
+        self._envs: dict[str, LRControlEnv] = {}
+
+    def env(self, task: TaskSpec) -> LRControlEnv:
+        """The env of ``task``, built on first use and kept (a family has one per validation instance)."""
+        key = repr(task)
+        if key not in self._envs:
+            self._envs[key] = LRControlEnv(**task.to_dict(), **self.env_options)
+        return self._envs[key]
 
     def _on_step(self) -> bool:
         if self.every_episodes > 0 and self.progress.episodes >= self.progress.next_evaluation_episode:
@@ -125,12 +141,13 @@ class HeldOutEvalCallback(BaseCallback):
 
     def evaluate(self) -> float:
         started = time.perf_counter()
-        agent = PPOAgent(self.model, self.model.get_vec_normalize_env(), self.env.task.action)
-        penalty = self.env.task.divergence_loss
-        results = [run_episode(agent, self.env, seed) for seed in self.seeds]
-        best = [_loss_or_penalty(r.final_info["best_val_loss"], penalty) for r in results]
-        final = [_loss_or_penalty(r.trajectory[-1].val_loss, penalty) for r in results]
-        test = [_loss_or_penalty(r.final_info["test_loss_at_best_val"], penalty) for r in results]
+        agent = PPOAgent(self.model.policy, self.model.get_vec_normalize_env(), self.runs[0][0].action)
+        results = [run_episode(agent, self.env(task), seed) for task, seed in self.runs]
+        penalties = [task.divergence_loss for task, _ in self.runs]
+        best = [_loss_or_penalty(r.final_info["best_val_loss"], p) for r, p in zip(results, penalties, strict=True)]
+        final = [_loss_or_penalty(r.trajectory[-1].val_loss, p) for r, p in zip(results, penalties, strict=True)]
+        test = [_loss_or_penalty(r.final_info["test_loss_at_best_val"], p)
+                for r, p in zip(results, penalties, strict=True)]
         score = float(np.mean(best))
         progress = self.progress
         progress.evaluations += 1
@@ -146,7 +163,8 @@ class HeldOutEvalCallback(BaseCallback):
         })
         writer = summary_writer(self)
         if writer is not None:
-            writer.add_figure("eval/lr_trajectory", _lr_figure(results, self.seeds), self.num_timesteps)
+            labels = [f"{task.name} seed {seed}" for task, seed in self.runs]
+            writer.add_figure("eval/lr_trajectory", _lr_figure(results, labels), self.num_timesteps)
         if progress.best_score is None or score < progress.best_score:
             progress.best_score, progress.best_timesteps = score, self.num_timesteps
             self.save_best(self.num_timesteps, score)
@@ -154,14 +172,14 @@ class HeldOutEvalCallback(BaseCallback):
         return score
 
 
-def _lr_figure(results: list, seeds: list[int]) -> Any:
+def _lr_figure(results: list, labels: list[str]) -> Any:
     from matplotlib.figure import Figure  # no pyplot: no backend or global state involved
 
     figure = Figure(figsize=(5, 3.2))
     axes = figure.subplots()
-    for result, seed in zip(results, seeds, strict=True):
+    for result, label in zip(results, labels, strict=True):
         axes.semilogy([row.step for row in result.trajectory], [row.lr for row in result.trajectory],
-                      label=f"seed {seed}")
+                      label=label)
     axes.set_xlabel("trainee step")
     axes.set_ylabel("learning rate")
     axes.legend(fontsize=6)
@@ -300,3 +318,54 @@ class PhaseTimerCallback(BaseCallback):
             self.logger.record("time/rollout_fraction", self.rollout_seconds / total)
             self.logger.record("time/update_fraction", self.update_seconds / total)
             self.logger.record("time/evaluation_fraction", self.evaluation_seconds / total)
+
+
+class WallClockCallback(BaseCallback):
+    """Records how long every session of a run has lasted in ``path`` (JSON), at least every ``every_s``.
+
+    A periodic checkpoint knows the wall time up to its save; a run killed later and
+    resumed has spent more. This file, rewritten atomically while the run goes, keeps
+    the time each session really ran (to within ``every_s`` of a kill).
+
+    :param started: ``time.perf_counter()`` at the start of this session.
+    :param earlier_sessions: the sessions before this one (``read_sessions``).
+    """
+
+    def __init__(self, path: Path, started: float, earlier_sessions: list[dict[str, Any]], every_s: float = 5.0):
+        super().__init__()
+        self.path = Path(path)
+        self.started = started
+        self.earlier = list(earlier_sessions)
+        self.every_s = every_s
+        self._began = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self._last_write = -math.inf
+
+    @property
+    def earlier_s(self) -> float:
+        return float(sum(session["seconds"] for session in self.earlier))
+
+    @staticmethod
+    def read_sessions(path: Path) -> list[dict[str, Any]]:
+        """The sessions recorded in ``path`` (none when it is missing or unreadable)."""
+        try:
+            sessions = json.loads(Path(path).read_text())["sessions"]
+            return [s for s in sessions if isinstance(s.get("seconds"), (int, float)) and s["seconds"] >= 0]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+
+    def write(self) -> None:
+        now = time.perf_counter()
+        self._last_write = now
+        sessions = [*self.earlier, {"started": self._began, "seconds": round(now - self.started, 1)}]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"sessions": sessions}, indent=1) + "\n")
+        os.replace(temporary, self.path)
+
+    def _on_step(self) -> bool:
+        if time.perf_counter() - self._last_write >= self.every_s:
+            self.write()
+        return True
+
+    def _on_training_end(self) -> None:
+        self.write()

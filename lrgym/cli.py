@@ -13,7 +13,14 @@ import sys
 
 from lrgym.data import DataNotFoundError
 
-COMMANDS = ("list", "episode", "train", "evaluate", "transfer", "experiment")
+COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment", "aggregate")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake reported as one line and exit 2, like every other user mistake."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _command_modules() -> dict[str, object]:
@@ -28,7 +35,7 @@ def _command_modules() -> dict[str, object]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="lrgym",
         description="Meta-train a learning-rate controller with RL; evaluate and transfer it.",
     )

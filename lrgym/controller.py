@@ -2,10 +2,11 @@
 
 :class:`LRController` is used like a ``torch.optim.lr_scheduler`` scheduler: call
 ``controller.step(loss)`` after every ``optimizer.step()``. Every ``interval`` steps
-it measures the model on a validation batch with :func:`lrgym.features.measure_model`
-and builds the state with :func:`lrgym.features.observation`, the functions the
-environment uses, asks the controller for an action and sets the optimizer's rate
-the way the environment would::
+it measures the model on a validation batch with :class:`lrgym.features.ModelMeter`
+and keeps the episode's state with :class:`lrgym.episode.EpisodeTracker`, as the
+environment does, asks the controller for an action and sets the optimizer's rate of
+every following step the way the environment would (any feature set and action mode,
+``residual`` included)::
 
     controller = LRController.from_checkpoint(
         "checkpoints/mnist1d-mlp-ppo", model, optimizer, val_inputs, val_labels, total_steps=600
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 
 from lrgym.agents.ppo import PPOAgent, load_ppo_agent
-from lrgym.env import next_lr
-from lrgym.features import measure_model, observation
+from lrgym.episode import EpisodeTracker, start_lr
+from lrgym.features import ModelMeter
 from lrgym.models import final_layer as find_final_layer
 from lrgym.specs import TaskSpec
 
@@ -70,13 +71,18 @@ class LRController:
         self.total_steps = int(total_steps)
         self.final_layer = final_layer if final_layer is not None else find_final_layer(model)
         self.step_count = 0
-        self.lr = float(optimizer.param_groups[0]["lr"])
+        if task.reward == "relative_terminal":  # acting needs no reward: do not run the base schedule
+            task = task.replace(reward="log_improvement")
+        self.task = task.replace(steps=self.total_steps)
+        self.lr = start_lr(self.task, float(optimizer.param_groups[0]["lr"]))
         self.lr_history: list[float] = []
         self._losses: list[torch.Tensor] = []
-        self._previous_probabilities: torch.Tensor | None = None
+        self._meter = ModelMeter(model, self.final_layer)
+        self._tracker = EpisodeTracker(self.task, self.lr)
+        self._rates: list[float] = []
         agent.begin_episode()
-        first = self._measure()
-        self._decide(observation(first.val_loss, first, self.lr, 0.0))
+        state, _ = self._tracker.start(self._meter.measure(val_inputs, val_labels))
+        self._decide(state)
 
     @classmethod
     def from_checkpoint(
@@ -104,34 +110,34 @@ class LRController:
         return cls(agent, task, model, optimizer, val_inputs, val_labels, total_steps, **options)
 
     def step(self, loss: torch.Tensor | float) -> None:
-        """Record the training loss of the optimizer step just taken; decide at the interval's end.
+        """Record the training loss of the optimizer step just taken; set the next step's rate.
 
         A tensor is kept on its device until the decision (no synchronisation per step).
         """
         self._losses.append(loss.detach() if isinstance(loss, torch.Tensor) else torch.tensor(float(loss)))
         self.step_count += 1
-        if self.step_count % self.task.interval == 0 and self.step_count < self.total_steps:
+        interval_done = self.step_count % self.task.interval == 0
+        if interval_done and self.step_count < self.total_steps:
             train_loss = float(torch.stack([value.float().cpu() for value in self._losses]).mean())
             self._losses.clear()
-            measurement = self._measure()
+            measurement = self._meter.measure(self.val_inputs, self.val_labels)
             if not (math.isfinite(train_loss) and measurement.finite):
                 raise FloatingPointError(f"training diverged at step {self.step_count}: loss {train_loss}")
-            budget = min(self.step_count / self.total_steps, 1.0)
-            self._decide(observation(train_loss, measurement, self.lr, budget))
+            state, _, _, _ = self._tracker.record(train_loss, measurement)
+            self._decide(state)
+        elif self.step_count < self.total_steps:
+            self._set_rate(self._rates[self.step_count % self.task.interval])
 
     def get_last_lr(self) -> list[float]:
         """The rate of every parameter group (as torch schedulers report it)."""
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def _measure(self):
-        measurement = measure_model(
-            self.model, self.final_layer, self.val_inputs, self.val_labels, self._previous_probabilities
-        )
-        self._previous_probabilities = measurement.probabilities
-        return measurement
-
     def _decide(self, state: np.ndarray) -> None:
-        self.lr = next_lr(self.task, self.lr, self.agent.act(state, {}))
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lr
+        self._rates = self._tracker.decide(self.agent.act(state, {}))
+        self.lr = self._rates[0]
+        self._set_rate(self.lr)
         self.lr_history.append(self.lr)
+
+    def _set_rate(self, rate: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = rate

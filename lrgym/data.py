@@ -16,12 +16,16 @@ Where files come from, in order (design.md, "Data without a network"):
 
 ``mnist1d`` needs none of these: the ``mnist1d`` package generates it locally from
 its templates, so the demo and the tests run with no network and no system package.
+Its generation knobs (:data:`MNIST1D_KNOBS`: noise, shift, scale, shear) are a task's
+``dataset_kwargs``; each variant is generated once and cached on disk, keyed by them.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
+import json
 import os
 import pickle
 from collections.abc import Callable
@@ -268,9 +272,37 @@ def _read_raw(info: DatasetInfo, data_dir: str | Path | None, download: bool):
     raise DataNotFoundError(_missing_message(info, searched))
 
 
-def _generate_mnist1d(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """MNIST-1D from the ``mnist1d`` package's local generator, cached as .npz after the first call."""
-    cache = DEFAULT_DOWNLOAD_DIR / f"mnist1d-12000-seed{seed}.npz"
+# The mnist1d package's generation arguments (mnist1d.data.get_dataset_args) that a task
+# may set: what the digits look like. The sample count, split, sequence length and seed
+# stay fixed, so every variant has the same shape and the same number of examples.
+MNIST1D_KNOBS = (
+    "scale_coeff", "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale", "shuffle_seq",
+)
+
+
+def check_dataset_kwargs(name: str, dataset_kwargs: dict | None) -> None:
+    """Refuse generation arguments a dataset does not have (only mnist1d has any)."""
+    unknown = sorted(set(dataset_kwargs or {}) - set(MNIST1D_KNOBS if name == "mnist1d" else ()))
+    if unknown:
+        valid = ", ".join(MNIST1D_KNOBS) if name == "mnist1d" else "none (only mnist1d is generated)"
+        raise ValueError(f"dataset {name!r} takes no generation argument(s) {unknown}; valid: {valid}")
+
+
+def _generate_mnist1d(
+    seed: int = 0, knobs: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D from the ``mnist1d`` package's local generator, cached as .npz after the first call.
+
+    :param knobs: generation arguments of :data:`MNIST1D_KNOBS` (none: the package's defaults);
+        each variant has its own cache file, named by a hash of its arguments.
+    """
+    knobs = dict(knobs or {})
+    check_dataset_kwargs("mnist1d", knobs)
+    variant = ""
+    if knobs:
+        digest = hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:12]
+        variant = f"-{digest}"
+    cache = DEFAULT_DOWNLOAD_DIR / f"mnist1d-12000-seed{seed}{variant}.npz"
     if cache.is_file():
         with np.load(cache) as data:
             return data["x"], data["y"], data["x_test"], data["y_test"]
@@ -279,6 +311,8 @@ def _generate_mnist1d(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray
     args = get_dataset_args()
     args.num_samples = 12_000  # 9600 train / 2400 test; 2000 of train carved for validation
     args.seed = seed
+    for key, value in knobs.items():
+        setattr(args, key, value)
     data = make_dataset(args)
     arrays = {
         "x": data["x"].astype(np.float32),
@@ -304,10 +338,10 @@ def _to_split(x: np.ndarray, y: np.ndarray, mean: float, std: float) -> Split:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cpu(name: str, data_dir: str | None, download: bool) -> Dataset:
+def _load_cpu(name: str, data_dir: str | None, download: bool, dataset_kwargs: str = "{}") -> Dataset:
     info = dataset_info(name)
     if name == "mnist1d":
-        train_x, train_y, test_x, test_y = _generate_mnist1d()
+        train_x, train_y, test_x, test_y = _generate_mnist1d(knobs=json.loads(dataset_kwargs))
         train_x, test_x = train_x[:, None, :], test_x[:, None, :]  # (N, 1, 40): one channel
     else:
         train_x, train_y, test_x, test_y = _read_raw(info, data_dir, download)
@@ -336,17 +370,22 @@ def load_dataset(
     data_dir: str | Path | None = None,
     download: bool = False,
     device: torch.device | str = "cpu",
+    dataset_kwargs: dict | None = None,
 ) -> Dataset:
     """Load ``name`` with its train/validation/test splits, as tensors on ``device``.
 
     :param name: a key of :data:`DATASETS`.
+    :param dataset_kwargs: generation arguments (mnist1d only: :data:`MNIST1D_KNOBS`).
     :param data_dir: a folder to search first (else ``LRGYM_DATA``, then system folders).
     :param download: let torchvision download the files when they are nowhere.
     :param device: where the tensors live.
     :raises ValueError: for an unknown name (the message lists the valid ones).
     :raises DataNotFoundError: when the files are missing (the message says how to get them).
     """
-    key = (name, str(data_dir) if data_dir else None, bool(download))
+    dataset_info(name)
+    check_dataset_kwargs(name, dataset_kwargs)
+    key = (name, str(data_dir) if data_dir else None, bool(download),
+           json.dumps(dataset_kwargs or {}, sort_keys=True))
     dataset = _load_cpu(*key)
     device = torch.device(device)
     if device.type == "cpu":

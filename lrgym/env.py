@@ -11,47 +11,39 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from lrgym.data import load_dataset
-from lrgym.features import FEATURE_LIMIT, FEATURE_NAMES, Measurement, observation
+from lrgym.data import Dataset, load_dataset
+from lrgym.episode import (
+    EpisodeTracker,
+    base_rates,
+    check_action,
+    checked_lr_sampler,
+    clip_lr,
+    next_lr,
+    start_lr,
+)
+from lrgym.features import FEATURE_LIMIT, FEATURE_SETS, SCALE_FREE_LIMIT
 from lrgym.specs import TaskSpec
 from lrgym.trainee import LRSampler, Trainee
+from lrgym.validation import positive_number
+
+__all__ = [
+    "LRControlEnv", "check_action", "clip_lr", "next_lr", "episode_draws", "initial_lr_for_seed", "resolve_device",
+]
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` means the GPU when there is one."""
+    """``auto`` means the GPU when there is one; a device this machine lacks is a ``ValueError``."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _finite(value: float | None) -> float | None:
-    """Values that are not finite (a diverged trainee) are reported as None."""
-    return value if value is not None and math.isfinite(value) else None
-
-
-def clip_lr(task: TaskSpec, lr: float) -> float:
-    """``lr`` clipped to the task's ``[lr_min, lr_max]``; a rate that is not finite is an error."""
-    if not math.isfinite(lr):
-        raise ValueError(f"learning rate must be finite, got {lr}")
-    return float(min(max(lr, task.lr_min), task.lr_max))
-
-
-def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
-    """The rate after ``action`` in ``task``'s action mode (see *Actions* below), clipped.
-
-    The one rule for the environment and for a controller driving a plain training loop.
-    """
-    values = np.asarray(action, dtype=np.float64).reshape(-1)
-    if task.action == "scale":
-        lr = lr * task.lr_scale ** float(np.clip(values[0], -1.0, 1.0))
-    elif task.action == "discrete":
-        choice = int(values[0])
-        if choice not in (0, 1, 2):
-            raise ValueError(f"discrete action must be 0, 1 or 2, got {choice}")
-        lr = lr * task.lr_scale ** (choice - 1)
-    else:
-        lr = float(values[0])
-    return clip_lr(task, lr)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA GPU that torch can use; use cpu or auto")
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    return resolved
 
 
 def episode_draws(task: TaskSpec, np_random: np.random.Generator) -> tuple[int, float]:
@@ -74,9 +66,9 @@ class LRControlEnv(gym.Env):
     ``steps`` optimizer steps. Every ``interval`` steps the agent sees the state and
     decides the learning rate of the next interval.
 
-    ## Observation
+    ## Observation (option ``features``)
 
-    A ``Box(-1e6, 1e6, (8,), float32)``, always finite:
+    ``xu`` (default; Xu et al. 2019): a ``Box(-1e6, 1e6, (8,), float32)``, always finite:
 
     | index | feature                    | meaning                                                   |
     |-------|----------------------------|-----------------------------------------------------------|
@@ -89,15 +81,44 @@ class LRControlEnv(gym.Env):
     | 6     | log10_lr                   | log10 of the learning rate used in the last interval      |
     | 7     | budget_fraction            | trainee steps done / ``steps``, in [0, 1]                 |
 
-    At reset nothing has been trained: ``train_loss`` is the validation loss.
+    ``scale-free``: a ``Box(-10, 10, (12,), float32)`` meant to read the same on every task
+    of a family (each value clipped to +-10; L0 is the validation loss at reset):
+
+    | index | feature                  | meaning                                                      |
+    |-------|--------------------------|--------------------------------------------------------------|
+    | 0     | log_train_loss_ratio     | log(train loss / L0)                                         |
+    | 1     | log_val_loss_ratio       | log(val loss / L0)                                           |
+    | 2     | log_val_loss_change      | log(val loss / the previous decision's val loss) (0 at reset) |
+    | 3     | log_val_loss_change_ema  | EMA (decay 0.7) of index 2: the recent trend                 |
+    | 4     | log_val_to_best          | log(val loss / best val loss so far), >= 0                   |
+    | 5     | log_generalisation_gap   | log(val loss / train loss)                                   |
+    | 6     | log10_update_ratio       | log10(|parameter change over the interval| / |parameters|); -10 at reset |
+    | 7     | update_cosine            | cosine between the last two interval updates (0 until there are two) |
+    | 8     | log_lr_multiplier        | log(rate / do-nothing rate: the initial one, or the base schedule's) |
+    | 9     | log10_lr                 | log10 of the rate in force (the interval's first step)       |
+    | 10    | budget_fraction          | trainee steps done / ``steps``, in [0, 1]                    |
+    | 11    | previous_action          | the last action on [-1, 1] (``discrete``: -1, 0, 1; ``lr``: 0) |
+
+    Losses enter only as ratios, parameters only as a ratio and a cosine: multiplying
+    every loss (or every weight) by a constant leaves indices 0-7 unchanged.
+    At reset nothing has been trained: the training loss is the validation loss.
 
     ## Actions (option ``action``)
 
     - ``scale`` (default): ``Box(-1, 1, (1,))``; ``lr <- lr * lr_scale**a``.
     - ``discrete``: ``Discrete(3)``; 0, 1, 2 multiply the rate by 1/lr_scale, 1, lr_scale.
     - ``lr``: ``Box(lr_min, lr_max, (1,))``; the absolute learning rate (heuristic agents).
+    - ``residual``: ``Box(-1, 1, (1,))``; the rate of step t is
+      ``base(t) * lr_scale**(a_1 + ... + a_k)``, where ``base`` is the task's
+      ``base_schedule`` (a tuned step decay, run by ``torch.optim.lr_scheduler.StepLR``)
+      and ``a_1..a_k`` the actions so far: doing nothing (a = 0) runs the base schedule.
+      The rate then moves at every step, not once per interval.
 
-    The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used.
+    The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used
+    (the interval's first step in ``residual`` mode).
+    A malformed action (not one real number, NaN or infinite, a non-integer or out-of-range
+    discrete action, a negative rate) is refused with a ``TypeError`` or ``ValueError``
+    (:func:`lrgym.episode.check_action`), and ``step()`` after the episode ended raises: call ``reset()``.
     An agent may also install a per-step, per-parameter-group sampler for the next
     intervals with :meth:`set_lr_sampler` (cleared at every reset).
 
@@ -106,8 +127,18 @@ class LRControlEnv(gym.Env):
     - ``val_loss`` (default): minus the validation loss after the interval.
     - ``log_val_loss``: minus its natural log.
     - ``improvement``: previous minus current validation loss (sums to the total decrease).
+    - ``log_improvement``: log(previous) - log(current validation loss); with discount 1 the
+      return is log(L0 / final validation loss).
+    - ``terminal``: 0 until the last decision, then minus the log of the episode's best
+      validation loss.
+    - ``relative_terminal``: 0 until the last decision, then
+      log(best validation loss of the ``base_schedule`` run / the episode's best), where the
+      base run is the same trainee seed (weights, batches, validation subset) trained with
+      the base schedule and measured at the same decision points (run once per (task, seed)
+      and cached in the process). > 0 means better than the base schedule.
 
-    The test split never enters observation or reward.
+    Use PPO's ``gamma = 1`` (or close) with the last three. The test split never enters
+    observation or reward.
 
     ## Starting state
 
@@ -118,11 +149,14 @@ class LRControlEnv(gym.Env):
     ## Episode end
 
     Terminated after ``steps`` trainee steps (``ceil(steps / interval)`` decisions), or
-    when the trainee diverges: a non-finite or above-``divergence_loss`` training
-    loss, or a non-finite validation loss or final-layer weight. A diverged episode
-    ends with a penalty reward, the reward of a validation loss stuck at
-    ``divergence_loss`` for every remaining decision (so diverging never pays), and the
-    last finite observation with its ``budget_fraction`` set to 1.
+    when the trainee diverges: a non-finite or above-``divergence_loss`` training or
+    validation loss, or a non-finite final-layer weight. A diverged episode ends with a
+    penalty reward worse than any finite outcome: for per-decision rewards a validation
+    loss stuck at ``divergence_loss`` for every remaining decision, for ``log_improvement``,
+    ``terminal`` and ``relative_terminal`` ending at ``divergence_loss`` minus a margin of 1
+    (every finite episode's validation losses are below ``divergence_loss``). The last
+    observation is the last finite one with its ``budget_fraction`` set to 1. ``step()``
+    after the end raises until ``reset()``.
 
     ## Info
 
@@ -131,7 +165,8 @@ class LRControlEnv(gym.Env):
     ``initial_lr``. At the last step also
     ``test_loss_at_best_val``, ``test_accuracy_at_best_val``, ``best_val_step``,
     ``final_test_loss``, ``final_test_accuracy``, ``best_val_loss``, ``lr_trajectory``
-    (the rate of every decision). Losses that are not finite are reported as ``None``.
+    (the rate of every decision), and with ``relative_terminal`` ``base_best_val_loss``.
+    Losses that are not finite are reported as ``None``.
     """
 
     metadata = {"render_modes": []}
@@ -147,20 +182,13 @@ class LRControlEnv(gym.Env):
         self.task = TaskSpec(**spec_fields)
         self.device = resolve_device(device)
         self.dataset = load_dataset(
-            self.task.dataset, data_dir=data_dir, download=download, device=self.device
+            self.task.dataset, data_dir=data_dir, download=download, device=self.device,
+            dataset_kwargs=self.task.dataset_kwargs,
         )
-        self.observation_space = spaces.Box(
-            -FEATURE_LIMIT, FEATURE_LIMIT, (len(FEATURE_NAMES),), dtype=np.float32
-        )
-        if self.task.action == "scale":
-            self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
-        elif self.task.action == "discrete":
-            self.action_space = spaces.Discrete(3)
-        else:
-            self.action_space = spaces.Box(
-                np.float32(self.task.lr_min), np.float32(self.task.lr_max), (1,), dtype=np.float32
-            )
+        self.observation_space = observation_space(self.task)
+        self.action_space = action_space(self.task)
         self.trainee: Trainee | None = None
+        self.tracker: EpisodeTracker | None = None
         self._lr_sampler: LRSampler | None = None
 
     # ------------------------------------------------------------------ gymnasium API
@@ -170,52 +198,30 @@ class LRControlEnv(gym.Env):
         super().reset(seed=seed)
         trainee_seed, initial_lr = episode_draws(self.task, self.np_random)
         if options and "initial_lr" in options:
-            initial_lr = clip_lr(self.task, float(options["initial_lr"]))
-        self.trainee = Trainee(
-            self.dataset,
-            model=self.task.model,
-            optimizer=self.task.optimizer,
-            lr=initial_lr,
-            batch_size=self.task.batch_size,
-            val_size=self.task.val_size,
-            seed=trainee_seed,
-            optimizer_kwargs=self.task.optimizer_kwargs,
-            device=self.device,
-        )
+            initial_lr = clip_lr(self.task, positive_number("reset option initial_lr", options["initial_lr"]))
+        lr = start_lr(self.task, initial_lr)
+        self.trainee = self._new_trainee(lr, trainee_seed)
+        base_best = None
+        if self.task.reward == "relative_terminal":
+            base_best = base_best_val_loss(self.dataset, self.task, trainee_seed, self.device)
+        self.tracker = EpisodeTracker(self.task, lr, base_best)
         self._lr_sampler = None
-        self._lr_trajectory: list[float] = []
-        measurement = self.trainee.measure()
-        self._previous_val_loss = measurement.val_loss
-        self._last_observation = observation(measurement.val_loss, measurement, initial_lr, 0.0)
-        info = self._step_info(measurement.val_loss, measurement, diverged=False)
+        observation, info = self.tracker.start(self.trainee.measure())
         info["initial_lr"] = initial_lr
-        return self._last_observation, info
+        return observation, info
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.trainee is None:
             raise RuntimeError("call reset() before step()")
-        trainee, task = self.trainee, self.task
-        trainee.set_lr(next_lr(task, trainee.lr, action))
-        self._lr_trajectory.append(trainee.lr)
-        train_loss = trainee.train(min(task.interval, task.steps - trainee.step), self._lr_sampler)
-        diverged = not math.isfinite(train_loss) or train_loss > task.divergence_loss
+        trainee, tracker = self.trainee, self.tracker
+        rates = tracker.decide(action)
+        train_loss = trainee.train(len(rates), self._lr_sampler, rates=rates)
+        diverged = not math.isfinite(train_loss) or train_loss > self.task.divergence_loss
         measurement = None if diverged else trainee.measure()
-        diverged = diverged or not measurement.finite
-        done = trainee.step >= task.steps
-        if diverged:
-            remaining = task.decisions - len(self._lr_trajectory) + 1
-            reward = self._penalty(remaining)
-            obs = self._last_observation.copy()
-            obs[FEATURE_NAMES.index("budget_fraction")] = 1.0
-            info = self._step_info(train_loss, measurement, diverged=True)
-        else:
-            reward = self._reward(measurement.val_loss)
-            obs = observation(train_loss, measurement, trainee.lr, trainee.step / task.steps)
-            info = self._step_info(train_loss, measurement, diverged=False)
-        self._last_observation = obs
-        if done or diverged:
+        observation, reward, done, info = tracker.record(train_loss, measurement)
+        if done:
             info.update(self._final_info())
-        return obs, float(reward), bool(done or diverged), False, info
+        return observation, reward, done, False, info
 
     # ------------------------------------------------------------------ agent hooks
     def set_lr_sampler(self, sampler: LRSampler | None) -> None:
@@ -228,6 +234,7 @@ class LRControlEnv(gym.Env):
             if self.trainee is None:
                 raise RuntimeError("call reset() before set_lr_sampler()")
             self.trainee.split_param_groups()
+            sampler = checked_lr_sampler(sampler)
         self._lr_sampler = sampler
 
     @property
@@ -238,35 +245,8 @@ class LRControlEnv(gym.Env):
         return self.trainee.lr
 
     # ------------------------------------------------------------------ internals
-    def _reward(self, val_loss: float) -> float:
-        if self.task.reward == "val_loss":
-            reward = -val_loss
-        elif self.task.reward == "log_val_loss":
-            reward = -math.log(max(val_loss, 1e-12))
-        else:
-            reward = self._previous_val_loss - val_loss
-        self._previous_val_loss = val_loss
-        return reward
-
-    def _penalty(self, remaining_decisions: int) -> float:
-        """A validation loss stuck at ``divergence_loss`` for every remaining decision."""
-        stuck = self.task.divergence_loss
-        if self.task.reward == "improvement":
-            return self._previous_val_loss - stuck
-        per_decision = -stuck if self.task.reward == "val_loss" else -math.log(stuck)
-        return per_decision * remaining_decisions
-
-    def _step_info(
-        self, train_loss: float, measurement: Measurement | None, diverged: bool
-    ) -> dict[str, Any]:
-        return {
-            "lr": self.trainee.lr,
-            "step": self.trainee.step,
-            "train_loss": _finite(train_loss),
-            "val_loss": _finite(measurement.val_loss) if measurement else None,
-            "val_accuracy": _finite(measurement.val_accuracy) if measurement else None,
-            "diverged": diverged,
-        }
+    def _new_trainee(self, lr: float, trainee_seed: int) -> Trainee:
+        return new_trainee(self.dataset, self.task, lr, trainee_seed, self.device)
 
     def _final_info(self) -> dict[str, Any]:
         trainee = self.trainee
@@ -274,12 +254,66 @@ class LRControlEnv(gym.Env):
         final = trainee.evaluate(test, weights="current")
         # The best-validation point is often the last one: then it is the same evaluation.
         at_best = final if trainee.best_step == trainee.step else trainee.evaluate(test, weights="best")
-        return {
-            "test_loss_at_best_val": _finite(at_best.loss),
-            "test_accuracy_at_best_val": _finite(at_best.accuracy),
-            "best_val_step": trainee.best_step,
-            "best_val_loss": _finite(trainee.best_val_loss),
-            "final_test_loss": _finite(final.loss),
-            "final_test_accuracy": _finite(final.accuracy),
-            "lr_trajectory": list(self._lr_trajectory),
-        }
+        return self.tracker.final_info(at_best, final, trainee.best_step)
+
+
+def observation_space(task: TaskSpec) -> spaces.Box:
+    """The observation space of ``task``'s feature set (the same for every task with that set)."""
+    limit = FEATURE_LIMIT if task.features == "xu" else SCALE_FREE_LIMIT
+    return spaces.Box(-limit, limit, (len(FEATURE_SETS[task.features]),), dtype=np.float32)
+
+
+def action_space(task: TaskSpec) -> spaces.Space:
+    """The action space of ``task``'s action mode."""
+    if task.action in ("scale", "residual"):
+        return spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+    if task.action == "discrete":
+        return spaces.Discrete(3)
+    return spaces.Box(np.float32(task.lr_min), np.float32(task.lr_max), (1,), dtype=np.float32)
+
+
+def new_trainee(dataset: Dataset, task: TaskSpec, lr: float, trainee_seed: int, device: torch.device) -> Trainee:
+    """The trainee of one episode of ``task`` (weights, batches, validation subset from the seed)."""
+    return Trainee(
+        dataset,
+        model=task.model,
+        optimizer=task.optimizer,
+        lr=lr,
+        batch_size=task.batch_size,
+        val_size=task.val_size,
+        seed=trainee_seed,
+        optimizer_kwargs=task.optimizer_kwargs,
+        device=device,
+        model_kwargs=task.model_kwargs,
+    )
+
+
+_BASE_RUNS: dict[tuple, float] = {}  # (task, trainee seed, device) -> the base run's best validation loss
+
+
+def base_best_val_loss(dataset: Dataset, task: TaskSpec, trainee_seed: int, device: torch.device) -> float:
+    """The best validation loss of ``task.base_schedule`` run on the trainee of ``trainee_seed``.
+
+    The counterfactual of the ``relative_terminal`` reward: the same initial weights,
+    batches and validation subset, the base schedule's rates, measured at the same
+    decision points. Cached per process, so a (task, seed) pair is run once.
+    """
+    relevant = task.replace(action="lr", reward="val_loss", features="xu", initial_lrs=[1.0]).to_dict()
+    key = (repr(sorted(relevant.items())), int(trainee_seed), str(device))
+    if key not in _BASE_RUNS:
+        rates = [clip_lr(task, rate) for rate in base_rates(task)]
+        trainee = new_trainee(dataset, task, rates[0], trainee_seed, device)
+        best = trainee.measure().val_loss
+        for start in range(0, task.steps, task.interval):
+            window = rates[start : start + task.interval]
+            train_loss = trainee.train(len(window), rates=window)
+            if not math.isfinite(train_loss) or train_loss > task.divergence_loss:
+                break
+            measurement = trainee.measure()
+            if not measurement.finite or measurement.val_loss > task.divergence_loss:
+                break
+            best = min(best, measurement.val_loss)
+        if len(_BASE_RUNS) > 100_000:
+            _BASE_RUNS.clear()
+        _BASE_RUNS[key] = best
+    return _BASE_RUNS[key]

@@ -25,13 +25,13 @@ from lrgym.parallel import LOCAL, Backend, run_placed
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
-    "agent", "seed", "initial_lr", "first_lr",
+    "agent", "trainee_optimizer", "seed", "initial_lr", "first_lr",
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time", "node",
+    "diverged", "decisions", "wall_time", "initial_val_loss", "node",
 )
-TEXT_COLUMNS = ("agent", "node")
+TEXT_COLUMNS = ("agent", "trainee_optimizer", "node")
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
 )
@@ -106,6 +106,8 @@ def run_one(
     last = episode.trajectory[-1] if episode.trajectory else None
     result = {
         "agent": entry.label,
+        # the task's optimizer, or the one an agent that is an optimizer switched to (Prodigy ...)
+        "trainee_optimizer": (episode.task or task).optimizer,
         "seed": seed,
         "initial_lr": episode.initial_lr,  # the env's draw for this seed: the same for every agent
         "first_lr": episode.first_lr,  # the rate the agent ran in the first interval
@@ -119,6 +121,7 @@ def run_one(
         "diverged": episode.diverged,
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
+        "initial_val_loss": episode.initial_val_loss,  # what a diverged run is scored at least (lrgym.aggregate)
     }
     trajectory = [
         {
@@ -162,13 +165,15 @@ def resolve_tuned_agents(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
     backend: Backend = LOCAL,
 ) -> tuple[list[AgentEntry], list[str]]:
     """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
 
     The workers then get the choice as the ``config`` option instead of each tuning
     the grid again. With ``cache_dir`` the choice is read from, or written to, the
-    step-grid module's cache file there.
+    step-grid module's cache file there. A tuning estimated to take longer than
+    ``max_tuning_s`` is refused (``None``: no bound).
 
     :return: the entries (step-grid ones carrying their choice) and a line per choice.
     """
@@ -186,12 +191,14 @@ def resolve_tuned_agents(
             continue
         choice = entry.options.get("config")
         if choice is None:
-            path = cache_path(cache_dir, task, spec) if cache_dir is not None else None
+            tuning_task = task.replace(**spec.task_overrides)  # the task its runs will have
+            path = cache_path(cache_dir, tuning_task, spec) if cache_dir is not None else None
             if path is not None and path.is_file():
                 choice = load_choice(path)
             else:
                 choice = tune_step_grid(
-                    task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), backend=backend
+                    tuning_task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
+                    max_seconds=max_tuning_s, backend=backend,
                 )
                 if path is not None:
                     save_choice(choice, path)
@@ -211,6 +218,7 @@ def evaluate(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    max_tuning_s: float | None = None,
     backend: Backend = LOCAL,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
@@ -221,6 +229,7 @@ def evaluate(
     :param env_options: ``device``, ``data_dir``, ``download``.
     :param progress: show a tqdm progress bar (on stderr).
     :param cache_dir: where tuned step-grid choices are cached (see :func:`resolve_tuned_agents`).
+    :param max_tuning_s: refuse a step-grid tuning estimated to take longer (``None``: no bound).
     :param backend: where the runs execute (:class:`lrgym.parallel.Backend`: local processes or Ray).
     :return: result and trajectory rows ordered by agent, then seed; each result row has
         the ``node`` it ran on.
@@ -232,8 +241,10 @@ def evaluate(
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
-    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, backend)
-    _check_agents_build(entries, task)
+    entries, notes = resolve_tuned_agents(
+        entries, task, jobs, env_options, cache_dir, progress, max_tuning_s, backend
+    )
+    notes += _check_agents_build(entries, task)
     work = [(entry, seed) for entry in entries for seed in seeds]
     outcomes = run_placed(
         run_one, [(entry, task, seed, env_options) for entry, seed in work], jobs,
@@ -247,10 +258,18 @@ def evaluate(
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 
 
-def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> None:
-    """Build each agent once here so a bad name or checkpoint fails before any worker starts."""
+def _check_agents_build(entries: Sequence[AgentEntry], task: TaskSpec) -> list[str]:
+    """Build each agent once here so a bad name or checkpoint fails before any worker starts.
+
+    :return: a summary line for each agent that changes the task (e.g. the trainee's optimizer).
+    """
+    notes = []
     for entry in entries:
-        _build_agent(entry, task)
+        overrides = getattr(_build_agent(entry, task), "task_overrides", None)
+        if overrides:
+            changes = ", ".join(f"{key}={value!r}" for key, value in overrides.items())
+            notes.append(f"`{entry.label}` changes the task it runs: {changes} (its spec's [task] table)")
+    return notes
 
 
 # ---------------------------------------------------------------------------- writing
@@ -269,7 +288,8 @@ def _csv_value(value: Any) -> Any:
 
 
 def read_results(path: str | Path) -> list[dict[str, Any]]:
-    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN)."""
+    """Read a ``results.csv`` back into rows with numbers and booleans (blank -> NaN; text,
+    such as a family instance's model, stays text)."""
     rows = []
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
@@ -279,9 +299,16 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
                     parsed[key] = value
                 elif key == "diverged":
                     parsed[key] = value == "True"
+                elif value == "":
+                    parsed[key] = math.nan
                 else:
-                    parsed[key] = math.nan if value == "" else float(value)
+                    try:
+                        parsed[key] = float(value)
+                    except ValueError:
+                        parsed[key] = value
             parsed["seed"] = int(parsed["seed"])
+            if "instance" in parsed:
+                parsed["instance"] = int(parsed["instance"])
             rows.append(parsed)
     return rows
 

@@ -1,13 +1,16 @@
 """Trainee architectures: an MLP, LeNet-5 (the source paper's CNN) and ResNet-18.
 
 Every builder takes the dataset's input shape ``(channels, *spatial)`` and number of
-classes. One-dimensional inputs (MNIST-1D, shape ``(1, 40)``) get the 1-D version of
-LeNet; ResNet-18 needs images.
+classes, then its own size keywords (a task's ``model_kwargs``, e.g. ``hidden=[64, 64]``
+for the MLP; task families draw them). One-dimensional inputs (MNIST-1D, shape
+``(1, 40)``) get the 1-D version of LeNet; ResNet-18 needs images.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torchvision
@@ -17,7 +20,10 @@ from lrgym.data import unknown_name_error
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (256, 256)) -> nn.Module:
-    """Fully connected ReLU network on the flattened input."""
+    """Fully connected ReLU network on the flattened input.
+
+    :param hidden: the width of each hidden layer (its length is the depth; empty: linear).
+    """
     features = 1
     for size in input_shape:
         features *= size
@@ -29,13 +35,23 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] 
     return nn.Sequential(*layers)
 
 
-def lenet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+def lenet(
+    input_shape: tuple[int, ...],
+    num_classes: int,
+    channels: tuple[int, int] = (6, 16),
+    hidden: tuple[int, int] = (120, 84),
+) -> nn.Module:
     """LeNet-5 (LeCun et al. 1998) with ReLU and max-pooling, as commonly used on (Fashion-)MNIST.
 
     conv(6, 5x5) -> pool -> conv(16, 5x5) -> pool -> fc 120 -> fc 84 -> fc classes.
     28x28 inputs are padded by 2 so the feature map sizes match the 32x32 original.
+
+    :param channels: the two convolutions' output channels (default: the original 6, 16).
+    :param hidden: the two hidden fully connected widths (default: the original 120, 84).
     """
-    channels, *spatial = input_shape
+    if len(channels) != 2 or len(hidden) != 2:
+        raise ValueError(f"lenet needs two channels and two hidden widths, got {channels} and {hidden}")
+    in_channels, *spatial = input_shape
     if len(spatial) == 1:
         conv, pool, padding = nn.Conv1d, nn.MaxPool1d, 2
     elif len(spatial) == 2:
@@ -43,17 +59,17 @@ def lenet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     else:
         raise ValueError(f"lenet needs 1-D or 2-D inputs, got input shape {input_shape}")
     features = nn.Sequential(
-        conv(channels, 6, 5, padding=padding), nn.ReLU(), pool(2),
-        conv(6, 16, 5), nn.ReLU(), pool(2),
+        conv(in_channels, channels[0], 5, padding=padding), nn.ReLU(), pool(2),
+        conv(channels[0], channels[1], 5), nn.ReLU(), pool(2),
         nn.Flatten(),
     )
     with torch.no_grad():
         flat = features(torch.zeros(1, *input_shape)).shape[1]
     return nn.Sequential(
         features,
-        nn.Linear(flat, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
-        nn.Linear(84, num_classes),
+        nn.Linear(flat, hidden[0]), nn.ReLU(),
+        nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+        nn.Linear(hidden[1], num_classes),
     )
 
 
@@ -68,18 +84,32 @@ def resnet18(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     return model
 
 
-MODELS: dict[str, Callable[[tuple[int, ...], int], nn.Module]] = {
+MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "lenet": lenet,
     "resnet18": resnet18,
 }
 
 
-def build_model(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    """Build trainee ``name``; unknown names raise an error listing the valid ones."""
+def model_keywords(name: str) -> list[str]:
+    """The size keywords model ``name`` takes (its ``model_kwargs``)."""
     if name not in MODELS:
         raise unknown_name_error("model", name, list(MODELS))
-    return MODELS[name](tuple(input_shape), num_classes)
+    return list(inspect.signature(MODELS[name]).parameters)[2:]
+
+
+def build_model(
+    name: str, input_shape: tuple[int, ...], num_classes: int, **model_kwargs: Any
+) -> nn.Module:
+    """Build trainee ``name`` with its size keywords; unknown names or keywords raise an
+    error listing the valid ones."""
+    unknown = sorted(set(model_kwargs) - set(model_keywords(name)))
+    if unknown:
+        raise ValueError(
+            f"model {name!r} takes no keyword(s) {unknown}; valid: {', '.join(model_keywords(name)) or 'none'}"
+        )
+    sizes = {key: tuple(value) if isinstance(value, list) else value for key, value in model_kwargs.items()}
+    return MODELS[name](tuple(input_shape), num_classes, **sizes)
 
 
 def final_layer(model: nn.Module) -> nn.Module:

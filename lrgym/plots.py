@@ -118,3 +118,90 @@ def plot_val_loss(
         trajectories, path, agents, "val_loss", "validation loss (median, band: min–max over seeds)",
         title or "Validation loss", piecewise=False,
     )
+
+
+def plot_intervals(aggregates: Sequence[Any], path: str | Path, reference: str) -> Path:
+    """IQM and mean normalised score per agent with their 95% intervals (the rliable figure).
+
+    :param aggregates: :class:`lrgym.aggregate.AgentAggregate` items.
+    """
+    items = sorted(aggregates, key=lambda a: a.iqm)
+    figure, axes = plt.subplots(1, 2, figsize=(9, 0.45 * len(items) + 1.4), sharey=True, constrained_layout=True)
+    positions = np.arange(len(items))
+    for ax, (name, value, interval) in zip(
+        axes, (("IQM", "iqm", "iqm_interval"), ("mean", "mean", "mean_interval"))
+    ):
+        values = np.array([getattr(a, value) for a in items])
+        low = np.array([getattr(a, interval)[0] for a in items])
+        high = np.array([getattr(a, interval)[1] for a in items])
+        ax.barh(positions, high - low, left=low, height=0.6, alpha=0.35)
+        ax.plot(values, positions, "k|", markersize=14)
+        ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel(f"{name} of test loss / {reference}'s (lower is better)")
+        ax.grid(True, axis="x", alpha=0.25)
+    axes[0].set_yticks(positions, [a.agent for a in items], fontsize=8)
+    figure.suptitle("Normalised test loss at the best-validation point, 95% stratified bootstrap CIs", fontsize=10)
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_performance_profile(scores: Mapping[str, np.ndarray], path: str | Path, reference: str) -> Path:
+    """Fraction of runs whose normalised score is at most tau, per agent (higher-left is better)."""
+    finite = np.concatenate([s[np.isfinite(s)] for s in scores.values()])
+    low, high = np.percentile(finite, [1, 99]) if finite.size else (0.5, 2.0)
+    taus = np.linspace(min(low, 0.9), max(high, 1.1), 200)
+    figure, axes = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
+    from lrgym.aggregate import performance_profile
+
+    for agent, matrix in scores.items():
+        axes.plot(taus, performance_profile(matrix, taus), label=agent, linewidth=1.4)
+    axes.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes.set_xlabel(f"tau: test loss / {reference}'s")
+    axes.set_ylabel("fraction of runs with score <= tau")
+    axes.set_title("Performance profile (all test instances and seeds)", fontsize=10)
+    axes.grid(True, alpha=0.25)
+    axes.legend(fontsize=7, loc="lower right")
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_instance_lrs(
+    trajectories: Sequence[Mapping[str, Any]],
+    path: str | Path,
+    agents: Sequence[str],
+    instances: Sequence[Any],
+    titles: Mapping[Any, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """The rate of each agent on a few instances (one panel each, seed ``seed``)."""
+    columns = min(len(instances), 2)
+    rows = -(-len(instances) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(6 * columns, 3.4 * rows), squeeze=False,
+                                constrained_layout=True)
+    for axes, instance in zip(grid.flat, instances):
+        for agent in agents:
+            points = sorted(
+                (int(row["step"]), float(row["lr"]))
+                for row in trajectories
+                if row["agent"] == agent and row.get("instance") == instance and int(row["seed"]) == seed
+            )
+            if points:
+                steps = [0] + [step for step, _ in points]
+                rates = [rate for _, rate in points] + [points[-1][1]]
+                axes.plot(steps, rates, drawstyle="steps-post", label=agent, linewidth=1.4)
+        axes.set_yscale("log")
+        axes.set_title((titles or {}).get(instance, f"instance {instance}"), fontsize=9)
+        axes.set_xlabel("trainee step")
+        axes.set_ylabel("learning rate")
+        axes.grid(True, which="both", alpha=0.25)
+    for axes in list(grid.flat)[len(instances):]:
+        axes.axis("off")
+    grid.flat[0].legend(fontsize=7)
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -20,9 +20,13 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lrgym.data import unknown_name_error
+from lrgym.validation import task_fields
 
-ACTION_MODES = ("scale", "discrete", "lr")
-REWARDS = ("val_loss", "log_val_loss", "improvement")
+ACTION_MODES = ("scale", "discrete", "lr", "residual")
+REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
+FEATURES = ("xu", "scale-free")
+# Rewards and actions that need the task's ``base_schedule`` (a step-grid choice).
+NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
 
 def project_root() -> Path:
@@ -54,6 +58,8 @@ class TaskSpec:
     description: str = ""
     optimizer: str = "adam"
     optimizer_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # the model's size, e.g. hidden=[64, 64]
+    dataset_kwargs: dict[str, Any] = field(default_factory=dict)  # generation arguments (mnist1d)
     batch_size: int = 1000
     steps: int = 1000  # T: trainee optimizer steps per episode
     interval: int = 10  # K: trainee steps between two controller decisions
@@ -65,26 +71,18 @@ class TaskSpec:
     lr_scale: float = 1.05  # m: scale action lr <- lr * m^a, discrete {1/m, 1, m}
     reward: str = "val_loss"
     divergence_loss: float = 20.0  # a training loss above this ends the episode
+    features: str = "xu"  # the observation: "xu" (Xu et al.) or "scale-free"
+    # A step-grid choice {scheduler, initial_lr, kwargs}: the schedule the ``residual``
+    # action scales and the ``relative_terminal`` reward compares against.
+    base_schedule: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "initial_lrs", tuple(float(lr) for lr in self.initial_lrs))
-        object.__setattr__(self, "optimizer_kwargs", dict(self.optimizer_kwargs))
-        problems = []
-        if self.action not in ACTION_MODES:
-            problems.append(f"action must be one of {', '.join(ACTION_MODES)}, got {self.action!r}")
-        if self.reward not in REWARDS:
-            problems.append(f"reward must be one of {', '.join(REWARDS)}, got {self.reward!r}")
-        for name in ("batch_size", "steps", "interval", "val_size"):
-            if int(getattr(self, name)) < 1:
-                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if not 0 < self.lr_min <= self.lr_max:
-            problems.append(f"need 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
-        if not self.initial_lrs:
-            problems.append("initial_lrs must hold at least one learning rate")
-        if self.lr_scale <= 1:
-            problems.append(f"lr_scale must be > 1, got {self.lr_scale}")
+        # Every field is checked here, so that no bad value fails later deep inside (lrgym.validation).
+        values, problems = task_fields(self, ACTION_MODES, REWARDS, FEATURES, NEEDS_BASE_SCHEDULE)
         if problems:
             raise ValueError(f"task {self.name!r}: " + "; ".join(problems))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
 
     @property
     def decisions(self) -> int:
@@ -111,15 +109,26 @@ def task_field_names() -> list[str]:
 
 @dataclass(frozen=True)
 class AgentSpec:
-    """One agent: its ``kind`` (which code runs it) and that code's parameters."""
+    """One agent: its ``kind`` (which code runs it) and that code's parameters.
+
+    ``task_overrides`` (the spec's ``[task]`` table) are task fields the agent changes in
+    every task it runs on, e.g. ``optimizer = "prodigy"`` for an agent that *is* an
+    optimizer: :func:`lrgym.agents.run_episode` builds the env with them.
+    """
 
     name: str
     kind: str
     description: str = ""
     params: dict[str, Any] = field(default_factory=dict)
+    task_overrides: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        if not data["task_overrides"]:
+            # Left out when empty: a spec's dict (and the step-grid cache names hashed from
+            # it, such as the choices shipped in checkpoints/) is what it was before the field.
+            del data["task_overrides"]
+        return data
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -127,8 +136,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
         return tomllib.load(handle)
 
 
+FAMILY_KIND = "family"  # ``kind = "family"`` at the top of an envs/ file: a task family (lrgym.family)
+
+
+def _is_family(path: Path) -> bool:
+    return _read_toml(path).get("kind") == FAMILY_KIND
+
+
 def task_names() -> list[str]:
-    return sorted(path.stem for path in envs_dir().glob("*.toml"))
+    """The single tasks in ``envs/`` (files without ``kind = "family"``)."""
+    return sorted(path.stem for path in envs_dir().glob("*.toml") if not _is_family(path))
+
+
+def family_names() -> list[str]:
+    """The task families in ``envs/`` (files with ``kind = "family"``)."""
+    return sorted(path.stem for path in envs_dir().glob("*.toml") if _is_family(path))
 
 
 def agent_names() -> list[str]:
@@ -139,8 +161,10 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
     """Read ``envs/<name>.toml``; keyword overrides replace fields of the same name."""
     path = envs_dir() / f"{name}.toml"
     if not path.is_file():
-        raise unknown_name_error("task", name, task_names())
+        raise unknown_name_error("task", name, task_names() + family_names())
     data = _read_toml(path)
+    if data.get("kind") == FAMILY_KIND:
+        raise ValueError(f"{name!r} is a task family, not a single task; load it with lrgym.family.load_family")
     data.setdefault("name", name)
     try:
         spec = TaskSpec(**data)
@@ -150,7 +174,8 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
 
 
 def load_agent_spec(name: str) -> AgentSpec:
-    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, the rest are params."""
+    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, an optional
+    ``[task]`` table of task-field overrides, the rest are params."""
     path = agents_dir() / f"{name}.toml"
     if not path.is_file():
         raise unknown_name_error("agent", name, agent_names() + ["ppo:PATH"])
@@ -159,4 +184,13 @@ def load_agent_spec(name: str) -> AgentSpec:
         raise ValueError(f"{path}: an agent spec needs a top-level 'kind'")
     kind = data.pop("kind")
     description = data.pop("description", "")
-    return AgentSpec(name=name, kind=kind, description=description, params=data)
+    task_overrides = data.pop("task", {})
+    if not isinstance(task_overrides, dict):
+        raise ValueError(f"{path}: 'task' must be a table of task fields, got {task_overrides!r}")
+    allowed = [field_name for field_name in task_field_names() if field_name != "name"]
+    unknown = set(task_overrides) - set(allowed)
+    if unknown:
+        raise ValueError(f"{path}: unknown task field(s) {sorted(unknown)} in [task]; valid: {', '.join(allowed)}")
+    return AgentSpec(
+        name=name, kind=kind, description=description, params=data, task_overrides=task_overrides
+    )

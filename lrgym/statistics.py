@@ -13,6 +13,7 @@ import math
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import stats
@@ -72,7 +73,7 @@ def mean_and_std(values: Sequence[float]) -> tuple[float, float]:
 
 
 def compare(
-    candidate: Mapping[int, float], reference: Mapping[int, float]
+    candidate: Mapping[Any, float], reference: Mapping[Any, float]
 ) -> Comparison:
     """Welch's two-sample t-test and the paired t-test of ``candidate`` against ``reference``.
 
@@ -101,13 +102,15 @@ def _p_value(test, *args, **kwargs) -> float:
 
 
 def summarize(
-    rows: Iterable[Mapping[str, object]], reference: str | None = None
+    rows: Iterable[Mapping[str, object]], reference: str | None = None, pair_by: Sequence[str] = ("seed",)
 ) -> list[AgentSummary]:
     """Per-agent summaries of result rows, ranked by mean test loss at the best-validation point.
 
     :param rows: one per run with ``agent``, ``seed``, ``diverged``, ``wall_time`` and
         the :data:`METRICS` columns.
     :param reference: the agent the others are tested against (none: no tests).
+    :param pair_by: the columns that identify a paired run (a family evaluation pairs
+        by ``("instance", "seed")``).
     :return: summaries, best first; agents whose every run diverged come last.
     """
     by_agent: dict[str, list[Mapping[str, object]]] = {}
@@ -116,9 +119,9 @@ def summarize(
     if reference is not None and reference not in by_agent:
         raise ValueError(f"reference agent {reference!r} is not among {sorted(by_agent)}")
 
-    def finished_values(agent: str, metric: str) -> dict[int, float]:
+    def finished_values(agent: str, metric: str) -> dict[tuple[int, ...], float]:
         return {
-            int(row["seed"]): float(row[metric])
+            tuple(int(row[column]) for column in pair_by): float(row[metric])
             for row in by_agent[agent]
             if not row["diverged"] and row[metric] is not None and math.isfinite(float(row[metric]))
         }

@@ -8,14 +8,26 @@ periodic checkpoints, progress bar, timing), learn, save.
 Seeds, in one place: training episodes use seeds from :data:`TRAINING_SEED_START`
 up, the held-out evaluation during training uses seeds from
 :data:`HELD_OUT_SEED_START` (chosen to cover every initial rate), and ``lrgym evaluate`` uses 0..N-1, so the three never
-overlap. ``seed`` seeds PPO (policy initialisation, action sampling). Resuming
-restores the weights, optimizer state, step count and normalisation statistics, not
-the random streams: a resumed run is a faithful continuation, not a bitwise replay.
+overlap.
+
+On a task family (:mod:`lrgym.family`) the training envs are family envs: each
+training episode's seed draws a *train* instance and the trainee seed. The held-out
+evaluation runs the first ``eval_episodes`` *validation* instances, instance ``k`` with
+seed ``HELD_OUT_SEED_START + k``; test instances are never touched.
+
+``seed`` seeds PPO (policy initialisation, action sampling). Resuming restores the
+weights, optimizer state, step count and normalisation statistics, not the random
+streams: a resumed run is a faithful continuation, not a bitwise replay.
+
+Resuming reads SB3's own training state (``model.TAG.zip``, ``vecnormalize.TAG.pkl``),
+which is pickled: resume only runs you made. Acting with the saved controller never
+reads those files (:func:`lrgym.checkpoint.load_controller`).
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import time
 from collections import Counter
@@ -37,21 +49,30 @@ from lrgym.callbacks import (
     PhaseTimerCallback,
     ProgressBarCallback,
     TrainingProgress,
+    WallClockCallback,
     periodic_checkpoints,
 )
 from lrgym.checkpoint import (
     CARD_FILE,
+    TRAINING_ROLES,
     algorithm_class,
     annotate_card,
-    load_checkpoint,
+    load_training_state,
     read_card,
     save_checkpoint,
     space_signature,
 )
 from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
+from lrgym.family import FamilyEnv, TaskFamily
 from lrgym.parallel import LOCAL, Backend, local_node, make_vec_env
 from lrgym.specs import AgentSpec, TaskSpec
 
+WALL_TIME_FILE = "wall_time.json"
+WALL_TIME_NOTE = (
+    "wall_time_s: every session of the run from the start of `lrgym train` until it ended or was killed "
+    "(each session is recorded every 5 s, so a kill loses at most 5 s of it), including time after the last "
+    "periodic checkpoint that a resume trains again"
+)
 TRAINING_SEED_START = 10_000
 HELD_OUT_SEED_START = 5_000
 # Agent spec params that configure this module rather than the SB3 class.
@@ -86,15 +107,26 @@ def _training_env(
         # One thread per trainee: the parallelism is across envs, and several threads per
         # small trainee on shared cores are many times slower, not faster (measured).
         torch.set_num_threads(1)
-    return Monitor(TrainingSeeds(LRControlEnv(**task, **env_options), first_seed, stride))
+    if "instances" in task:  # a family's to_dict(): a new train instance every episode
+        env: gym.Env = FamilyEnv(task, "train", **env_options)
+    else:
+        env = LRControlEnv(**task, **env_options)
+    return Monitor(TrainingSeeds(env, first_seed, stride))
 
 
 def make_training_env(
-    task: TaskSpec, n_envs: int, first_seed: int, env_options: dict[str, Any], backend: Backend = LOCAL
+    task: TaskSpec | TaskFamily,
+    n_envs: int,
+    first_seed: int,
+    env_options: dict[str, Any],
+    backend: Backend = LOCAL,
 ) -> VecEnv:
     """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for
     more; in Ray actors spread over the cluster with the ray backend (:func:`lrgym.parallel.make_vec_env`).
-    Each env loads its dataset where it runs (``env_options`` carry ``data_dir``)."""
+    Each env loads its dataset where it runs (``env_options`` carry ``data_dir``).
+
+    :param task: a task, or a family (family envs on its train instances).
+    """
     factories = [
         functools.partial(
             _training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1 or backend.is_ray
@@ -104,20 +136,38 @@ def make_training_env(
     return make_vec_env(factories, backend, device=env_options["device"])
 
 
-def held_out_seeds(env: LRControlEnv, count: int) -> list[int]:
+def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpec, int]]:
+    """The (task, seed) pairs of the held-out evaluation during training.
+
+    A task: its :func:`held_out_seeds`. A family: its first ``count`` validation
+    instances, instance ``k`` with seed ``HELD_OUT_SEED_START + k``.
+    """
+    if isinstance(task, TaskFamily):
+        validation = task.indices("validation")
+        if not 0 <= count <= len(validation):
+            raise ValueError(
+                f"eval_episodes must be between 0 and the {len(validation)} validation instances of "
+                f"{task.name!r}, got {count}"
+            )
+        return [(task.instance(validation[k]), HELD_OUT_SEED_START + k) for k in range(count)]
+    return [(task, seed) for seed in held_out_seeds(task, count)]
+
+
+def held_out_seeds(task: TaskSpec | LRControlEnv, count: int) -> list[int]:
     """``count`` seeds from :data:`HELD_OUT_SEED_START` whose initial rates cover ``initial_lrs`` evenly.
 
     The episode seed draws the initial rate; the first seeds in a row may all draw the
     same one, and a controller selected on those would never be scored on the others.
     """
+    task = task.task if isinstance(task, LRControlEnv) else task
     if not 0 <= count <= 50:  # 100 * count seeds searched at most: stay below the training seeds
         raise ValueError(f"eval_episodes must be between 0 and 50, got {count}")
-    per_rate = -(-count // len(set(env.task.initial_lrs)))
+    per_rate = -(-count // len(set(task.initial_lrs)))
     taken: Counter[float] = Counter()
     seeds: list[int] = []
     seed = HELD_OUT_SEED_START
     while len(seeds) < count:
-        initial_lr = initial_lr_for_seed(env.task, seed)
+        initial_lr = initial_lr_for_seed(task, seed)
         if taken[initial_lr] < per_rate or seed >= HELD_OUT_SEED_START + 100 * count:
             seeds.append(seed)
             taken[initial_lr] += 1
@@ -146,7 +196,7 @@ def agent_setting(agent: AgentSpec, name: str) -> Any:
 
 
 def train(
-    task: TaskSpec,
+    task: TaskSpec | TaskFamily,
     agent: AgentSpec,
     out: str | Path,
     timesteps: int | None = None,
@@ -162,20 +212,34 @@ def train(
 ) -> TrainResult:
     """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
 
-    :param out: the run folder: the best controller (``card.json``, ``model.zip``,
-        ``vecnormalize.pkl``), ``periodic/step-N/`` checkpoints, ``tensorboard/``.
+    :param task: a task, or a task family: trained on its train instances, selected on
+        its validation instances (a family of one is its task).
+    :param out: the run folder: the best controller (``card.json`` and the files it
+        names, see :mod:`lrgym.checkpoint`), ``periodic/step-N/`` checkpoints,
+        ``tensorboard/``, ``wall_time.json``.
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
     :param n_envs: trainees trained in parallel (subprocesses when more than one; Ray actors
         with the ray backend, the PPO updates staying in this process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
-    :param resume: continue from the last periodic checkpoint in ``out``.
+    :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
+        training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
     :param backend: where the training envs run (:class:`lrgym.parallel.Backend`).
     """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a folder: choose a folder for the run")
+    if isinstance(task, TaskFamily) and task.single:
+        task = task.instance(0)
+    family = task if isinstance(task, TaskFamily) else None
+    # What the spaces, the action mode and the card's task come from: the family's first
+    # train instance (every instance has the same spaces).
+    representative = family.instance(family.indices("train")[0]) if family else task
     cls = algorithm_class(agent.kind)
     timesteps = int(timesteps if timesteps is not None else agent_setting(agent, "timesteps"))
+    if timesteps < 1:
+        raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
     device_name = str(resolve_device(device))
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
     started = time.perf_counter()
@@ -186,8 +250,8 @@ def train(
         if not candidates:
             raise FileNotFoundError(f"{out}: no periodic checkpoint to resume from")
         last = candidates[-1]
-        last_card = read_card(last)
-        _check_same_run(last_card, task, agent, last)
+        last_card = read_card(last, TRAINING_ROLES)
+        _check_same_run(last_card, representative, agent, last, family)
         progress = TrainingProgress.from_dict(last_card["training_state"])
         first_seed = TRAINING_SEED_START + progress.episodes + n_envs
     else:
@@ -199,10 +263,10 @@ def train(
     workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
     if backend.is_ray:
         print(f"ray: {venv.placement()}", flush=True)
-    logger = None
+    logger, clock = None, None
     try:
         if resume:
-            loaded = load_checkpoint(last, task=task, device=device_name, env=venv)
+            loaded = load_training_state(last, representative, env=venv, device=device_name)
             model, vec_normalize = loaded.model, loaded.vec_normalize
         else:
             algorithm = dict(agent.params.get("algorithm", {}))
@@ -215,35 +279,45 @@ def train(
         if model.num_timesteps >= timesteps:
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
 
-        eval_env = LRControlEnv(**task.to_dict(), **env_options)
         eval_every = int(agent_setting(agent, "eval_every_episodes"))
-        seeds = held_out_seeds(eval_env, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
+        runs = held_out_runs(task, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
+        held_out: list[Any] = (
+            [{"instance": held.name, "seed": seed} for held, seed in runs] if family else [seed for _, seed in runs]
+        )
 
         # ------------------------------------------------------------ the checkpoint card
-        wall_before = progress.wall_time_s
+        earlier_sessions = WallClockCallback.read_sessions(out / WALL_TIME_FILE) if resume else []
+        if resume and not earlier_sessions:  # a run from before wall_time.json: up to its checkpoint
+            earlier_sessions = [{"started": None, "seconds": progress.wall_time_s}]
+        clock = WallClockCallback(out / WALL_TIME_FILE, started, earlier_sessions)
+        clock.write()
+        wall_before = clock.earlier_s
 
         def card(selection: dict[str, Any]) -> dict[str, Any]:
             wall_time = wall_before + time.perf_counter() - started
             return {
-                "task": task.to_dict(),
+                "task": representative.to_dict(),
+                **({"family": family.to_dict()} if family else {}),
                 "agent": agent.to_dict(),
-                "signature": space_signature(task),
+                "signature": space_signature(representative),
                 "algorithm": f"{cls.__module__.split('.')[0]}.{cls.__name__}",
                 "timesteps": model.num_timesteps,
                 "episodes": progress.episodes,
                 "wall_time_s": round(wall_time, 1),
+                "wall_time_note": WALL_TIME_NOTE,
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
                 "workers": workers,
                 "seed": seed,
-                "seeds": {"training_from": TRAINING_SEED_START, "held_out": seeds},
+                "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out},
                 "selection": selection,
                 "training_state": {**progress.to_dict(), "wall_time_s": round(wall_time, 1)},
                 "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
             }
 
         def save_best(at_timesteps: int, score: float) -> None:
-            rule = "lowest mean best validation loss on the held-out seeds"
+            rule = "lowest mean best validation loss on the held-out " + (
+                "validation instances" if family else "seeds")
             save_checkpoint(out, model, vec_normalize,
                             card({"rule": rule, "score": score, "timesteps": at_timesteps}))
 
@@ -251,11 +325,12 @@ def train(
             save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
 
         # ------------------------------------------------------------ callbacks and learning
-        evaluation = HeldOutEvalCallback(eval_env, seeds, eval_every, progress, save_best)
+        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best)
         timer = PhaseTimerCallback(evaluation)
         callbacks = [
-            EpisodeLogCallback(progress, task.divergence_loss),
+            EpisodeLogCallback(progress, representative.divergence_loss),
             timer,  # before the evaluation: see PhaseTimerCallback
+            clock,
             evaluation,
             PeriodicCheckpointCallback(
                 out / "periodic", int(agent_setting(agent, "checkpoint_every_rollouts")), save_periodic
@@ -279,6 +354,8 @@ def train(
             "held_out_history": progress.history,
         })
     finally:
+        if clock is not None:
+            clock.write()  # also after an interruption
         if logger is not None:
             logger.close()  # flushes TensorBoard, also after an interruption
         venv.close()
@@ -297,9 +374,14 @@ def train(
     )
 
 
-def _check_same_run(card: dict[str, Any], task: TaskSpec, agent: AgentSpec, where: Path) -> None:
-    """Resuming with another task or agent spec would mix two runs: refuse."""
-    for what, saved, now in (("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict())):
+def _check_same_run(
+    card: dict[str, Any], task: TaskSpec, agent: AgentSpec, where: Path, family: TaskFamily | None = None
+) -> None:
+    """Resuming with another task, family or agent spec would mix two runs: refuse."""
+    pairs = [("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict()),
+             ("family", card.get("family") or {}, family.to_dict() if family else {})]
+    for what, saved, now in pairs:
+        now = json.loads(json.dumps(now))  # as the card holds it: tuples are lists
         if saved != now:
             changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
             raise ValueError(

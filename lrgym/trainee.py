@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrgym.data import Dataset, Split, batch_index, unknown_name_error
-from lrgym.features import Measurement, measure_model
+from lrgym.features import Measurement, ModelMeter
 from lrgym.models import build_model, final_layer
 
 # (global step, nominal learning rate, number of parameter groups) -> the rate of every
@@ -109,13 +109,14 @@ class Trainee:
         seed: int,
         optimizer_kwargs: dict | None = None,
         device: torch.device | str = "cpu",
+        model_kwargs: dict | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.dataset = dataset
         self.batch_size = int(batch_size)
         with torch.random.fork_rng(devices=[]):  # weights from the seed, global RNG untouched
             torch.manual_seed(seed)
-            self.model = build_model(model, dataset.input_shape, dataset.num_classes)
+            self.model = build_model(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
         self.model.to(self.device)
         self.final_layer = final_layer(self.model)
         self.optimizer = build_optimizer(optimizer, self.model, lr, **(optimizer_kwargs or {}))
@@ -129,7 +130,7 @@ class Trainee:
         val_index = val_index.to(dataset.validation.x.device)
         self.val_inputs = dataset.validation.inputs(val_index)
         self.val_labels = dataset.validation.labels(val_index)
-        self._previous_probabilities: torch.Tensor | None = None
+        self._meter = ModelMeter(self.model, self.final_layer)
         self.best_val_loss = float("inf")
         self.best_step = 0
         self._best_state: dict[str, torch.Tensor] | None = None
@@ -188,10 +189,21 @@ class Trainee:
         if callable(switch):
             switch()
 
-    def train(self, steps: int, lr_sampler: LRSampler | None = None) -> float:
-        """Run ``steps`` optimizer steps; return the mean training loss (may be inf/nan)."""
+    def train(
+        self, steps: int, lr_sampler: LRSampler | None = None, rates: Sequence[float] | None = None
+    ) -> float:
+        """Run ``steps`` optimizer steps; return the mean training loss (may be inf/nan).
+
+        :param lr_sampler: draws every parameter group's rate before each step.
+        :param rates: the nominal rate of each step (default: the current rate throughout);
+            the last one stays in force afterwards.
+        """
+        if rates is not None and len(rates) != steps:
+            raise ValueError(f"need one rate per step: {steps} steps, {len(rates)} rates")
         losses = []
-        for _ in range(steps):
+        for index in range(steps):
+            if rates is not None and rates[index] != self.lr:
+                self.set_lr(rates[index])
             if lr_sampler is not None:
                 self._apply_group_lrs(lr_sampler(self.step, self.lr, self.num_groups))
             inputs, labels = self.sample_batch()
@@ -210,16 +222,12 @@ class Trainee:
     def measure(self) -> Measurement:
         """Measure on the validation subset and remember the best-validation weights."""
         self._optimizer_mode("eval")
-        measurement = measure_model(
-            self.model, self.final_layer, self.val_inputs, self.val_labels,
-            self._previous_probabilities,
-        )
+        measurement = self._meter.measure(self.val_inputs, self.val_labels)
         if measurement.finite and measurement.val_loss < self.best_val_loss:
             self.best_val_loss = measurement.val_loss
             self.best_step = self.step
             self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self._optimizer_mode("train")
-        self._previous_probabilities = measurement.probabilities
         return measurement
 
     @torch.no_grad()

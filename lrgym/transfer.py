@@ -12,7 +12,10 @@ compared with
 Where the transferred step-decay choice comes from, in order: ``baseline_config`` (a
 saved choice), the choice saved in the checkpoint folder for the source task and grid
 (:func:`lrgym.agents.step_grid.cache_path`; ``lrgym experiment`` writes it there), or
-tuned now on the source task's tuning seeds.
+tuned now on the source task's tuning seeds. A controller meta-trained on a task family
+(its card has ``family``) is compared with the step decay tuned across that family's
+train instances (``step-grid-family``, :mod:`lrgym.agents.step_grid_family`), found the
+same ways.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lrgym.evaluate import STEP_GRID_KIND, AgentEntry
+from lrgym.family import TaskFamily
 from lrgym.parallel import LOCAL, Backend
 from lrgym.specs import TaskSpec
 
@@ -43,6 +47,10 @@ class TransferPlan:
     entries: list[AgentEntry]
     reference: str
     notes: list[str]
+    source_name: str = ""  # the source task's name, or the family's
+
+    def __post_init__(self) -> None:
+        self.source_name = self.source_name or self.source.name
 
 
 def controller_label(checkpoint: str | Path) -> str:
@@ -67,17 +75,23 @@ def transferred_choice(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
+    family: TaskFamily | None = None,
     backend: Backend = LOCAL,
 ) -> tuple[dict[str, Any], str]:
-    """The step-decay choice of the source task, and where it came from.
+    """The step-decay choice of the source task (or family), and where it came from.
 
     :param cache_dir: where a choice tuned now is saved (the checkpoint folder is not written to).
+    :param max_tuning_s: refuse a tuning estimated to take longer (``None``: no bound).
+    :param family: the source family of a family-trained controller: its family-tuned choice.
     """
     from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
     from lrgym.specs import load_agent_spec
 
     if baseline_config is not None:
         return load_choice(baseline_config), f"given by {baseline_config}"
+    if family is not None:
+        return _family_choice(checkpoint, family, jobs, env_options, cache_dir, progress)
     spec = load_agent_spec(grid)
     if spec.kind != STEP_GRID_KIND:
         raise ValueError(f"agent {grid!r} has kind {spec.kind!r}, not {STEP_GRID_KIND!r}")
@@ -88,11 +102,34 @@ def transferred_choice(
     if cached is not None and cached.is_file():
         return load_choice(cached), f"tuned earlier on the source task ({cached})"
     choice = tune_step_grid(
-        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), backend=backend
+        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), max_seconds=max_tuning_s,
+        backend=backend,
     )
     if cached is not None:
         save_choice(choice, cached)
     return choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
+
+
+def _family_choice(
+    checkpoint: Path,
+    family: TaskFamily,
+    jobs: int,
+    env_options: Mapping[str, Any] | None,
+    cache_dir: str | Path | None,
+    progress: bool,
+) -> tuple[dict[str, Any], str]:
+    from lrgym.agents.step_grid import load_choice
+    from lrgym.agents.step_grid_family import family_cache_path, tune_step_grid_family
+    from lrgym.specs import load_agent_spec
+
+    spec = load_agent_spec("step-grid-family")
+    saved = family_cache_path(checkpoint, family, spec)
+    if saved.is_file():
+        return load_choice(saved), f"tuned across {family.name}, saved in the checkpoint folder ({saved.name})"
+    cached = family_cache_path(cache_dir, family, spec) if cache_dir is not None else None
+    origin = "tuned earlier" if cached is not None and cached.is_file() else "tuned now"
+    choice = tune_step_grid_family(family, spec, jobs, progress, env_options, cache_dir)
+    return choice, f"{origin} across the train instances of {family.name} ({spec.name})"
 
 
 def plan_transfer(
@@ -104,6 +141,7 @@ def plan_transfer(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    max_tuning_s: float | None = None,
     backend: Backend = LOCAL,
 ) -> TransferPlan:
     """Check that the controller fits ``target`` and choose the agents to compare.
@@ -113,6 +151,7 @@ def plan_transfer(
     :param baseline_config: a saved step-decay choice to transfer (default: see module doc).
     :param target_baselines: agents tuned or run on the target itself, labelled
         ``NAME (target)``; step-grid ones are tuned on the target's tuning seeds.
+    :param max_tuning_s: refuse a step-decay tuning estimated to take longer (``None``: no bound).
     :raises ValueError: the controller's observation or action space does not fit the target.
     """
     from lrgym.checkpoint import check_signature, read_card
@@ -121,24 +160,27 @@ def plan_transfer(
     card = read_card(checkpoint)
     check_signature(card, target, checkpoint)  # a clear error before anything runs
     source = TaskSpec(**card["task"])
+    family = TaskFamily.from_dict(card["family"]) if card.get("family") else None
     choice, origin = transferred_choice(
         checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
-        cache_dir=cache_dir, progress=progress, backend=backend,
+        cache_dir=cache_dir, progress=progress, max_tuning_s=max_tuning_s, family=family, backend=backend,
     )
+    trained_on = f"the family `{family.name}`" if family else f"`{source.name}`"
     entries = [
         AgentEntry(TRANSFERRED_BASELINE, "step-grid", {"config": choice}),
         AgentEntry(controller_label(checkpoint), f"ppo:{checkpoint}"),
     ]
     entries += [AgentEntry(f"{name} (target)", name) for name in target_baselines]
     notes = [
-        f"controller `{checkpoint}` meta-trained on `{source.name}` for {card.get('timesteps')} "
+        f"controller `{checkpoint}` meta-trained on {trained_on} for {card.get('timesteps')} "
         f"timesteps ({card.get('algorithm')}), acting on `{target.name}` without further training",
-        f"`{TRANSFERRED_BASELINE}`: the source task's step-decay choice, {origin}",
+        f"`{TRANSFERRED_BASELINE}`: the source {'family' if family else 'task'}'s step-decay choice, {origin}",
     ]
-    changed = differences(source, target)
+    changed = differences(source, target) if family is None else []  # a family's fields vary
     if changed:
         notes.append("source -> target: " + "; ".join(changed))
-    return TransferPlan(checkpoint, source, target, entries, TRANSFERRED_BASELINE, notes)
+    return TransferPlan(checkpoint, source, target, entries, TRANSFERRED_BASELINE, notes,
+                        family.name if family else source.name)
 
 
 def run_transfer(
@@ -150,12 +192,14 @@ def run_transfer(
     target_baselines: Sequence[str] = TARGET_BASELINES,
     jobs: int = 1,
     env_options: Mapping[str, Any] | None = None,
+    max_tuning_s: float | None = None,
     backend: Backend = LOCAL,
 ) -> dict[str, Path]:
     """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
 
-    Step-decay choices tuned here are cached in ``folder/step-grid``; ``backend`` says where
-    the runs execute.
+    Step-decay choices tuned here are cached in ``folder/step-grid``; a tuning estimated to
+    take longer than ``max_tuning_s`` is refused before it starts (``None``: no bound);
+    ``backend`` says where the runs execute.
     :returns: the written paths (as :func:`lrgym.evaluate.write_evaluation`).
     """
     from lrgym.evaluate import evaluate, write_evaluation
@@ -164,11 +208,12 @@ def run_transfer(
     cache_dir = folder / "step-grid"
     plan = plan_transfer(
         checkpoint, target, baseline_config, target_baselines, jobs=jobs,
-        env_options=env_options, cache_dir=cache_dir, backend=backend,
+        env_options=env_options, cache_dir=cache_dir, max_tuning_s=max_tuning_s, backend=backend,
     )
     evaluation = evaluate(
-        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir, backend=backend
+        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir,
+        max_tuning_s=max_tuning_s, backend=backend,
     )
     evaluation.notes[:0] = plan.notes
-    title = f"Transfer {plan.source.name} -> {target.name}"
+    title = f"Transfer {plan.source_name} -> {target.name}"
     return write_evaluation(evaluation, folder, reference=plan.reference, title=title)

@@ -11,7 +11,7 @@ from lrgym.agents import Agent, make_agent, run_episode
 from lrgym.specs import agent_names, load_agent_spec
 
 STEP_GRID_CHOICE = {"initial_lr": 0.01, "scheduler": "StepLR", "kwargs": {"step_size": 10, "gamma": 0.9}}
-BASELINE_KINDS = ("schedule", "aslr", "lookahead", "step-grid")
+BASELINE_KINDS = ("schedule", "aslr", "lookahead", "step-grid", "hypergradient")
 BASELINES = [name for name in agent_names() if load_agent_spec(name).kind in BASELINE_KINDS]
 
 
@@ -25,6 +25,7 @@ def test_the_issue_names_are_all_there():
     required = {
         "constant", "step", "multistep", "exponential", "linear", "cosine", "warmup-cosine",
         "onecycle", "cyclic", "cosine-restarts", "plateau", "aslr", "lookahead", "lookahead-7", "step-grid",
+        "hypergradient", "prodigy", "schedulefree",
     }
     assert required <= set(BASELINES)
 

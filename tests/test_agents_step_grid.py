@@ -101,3 +101,37 @@ def test_unknown_option_and_bad_choice_are_clear_errors(tiny_task, tmp_path):
         make_agent("step-grid", tiny_task, config=str(tmp_path / "bad.json"))
     with pytest.raises(FileNotFoundError):
         make_agent("step-grid", tiny_task, config=str(tmp_path / "missing.json"))
+
+
+def test_tuning_prints_what_it_runs_and_its_estimated_time_first(tiny_task, capsys):
+    tune_step_grid(tiny_task, SMALL_GRID, progress=False, env_options={"device": "cpu"})
+    out = capsys.readouterr().out
+    assert "tuning small-grid on mnist1d-mlp: 4 configurations x 2 tuning seeds = 8 episodes of 4 decisions" in out
+    assert "so about" in out and "on 1 worker(s)" in out
+
+
+def test_a_tuning_estimated_longer_than_the_bound_is_refused_before_it_starts(tiny_task, monkeypatch):
+    runs = []
+    monkeypatch.setattr(step_grid_module, "run_jobs", lambda *args, **kwargs: runs.append(args))
+    with pytest.raises(ValueError, match=r"8 episodes .* longer than the 0.0 min allowed .*--allow-long-tuning"):
+        tune_step_grid(tiny_task, SMALL_GRID, progress=False, env_options={"device": "cpu"}, max_seconds=1e-6)
+    assert not runs
+
+
+def test_transfer_refuses_a_long_source_tuning_without_the_flag(tmp_path, capsys, monkeypatch):
+    """`lrgym transfer` of a controller without a saved choice: a tuning over the bound is one line, exit 2."""
+    import shutil
+
+    from lrgym.cli import main
+    from lrgym.specs import project_root
+
+    folder = tmp_path / "controller"
+    shutil.copytree(project_root() / "checkpoints" / "mnist1d-mlp-ppo", folder,
+                    ignore=shutil.ignore_patterns("step-grid-*"))
+    monkeypatch.setattr(step_grid_module, "LONG_TUNING_S", 1e-6)
+    code = main(["transfer", str(folder), "mnist1d-lenet", "--seeds", "1", "--jobs", "1", "--device", "cpu",
+                 "--out", str(tmp_path / "transfer")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "tuning step-grid on mnist1d-mlp: 48 configurations x 3 tuning seeds = 144 episodes" in err
+    assert "--allow-long-tuning" in err

@@ -149,3 +149,21 @@ def test_debian_fashion_mnist_gives_the_paper_splits():
     dataset = load_dataset("fashion-mnist")
     assert (len(dataset.train), len(dataset.validation), len(dataset.test)) == (50_000, 10_000, 10_000)
     assert sorted(dataset.test.y.unique().tolist()) == list(range(10))
+
+
+def test_mnist1d_variants_are_generated_from_their_kwargs_and_cached(tmp_path, monkeypatch):
+    import lrgym.data as data
+
+    default = load_dataset("mnist1d")  # from the usual cache
+    monkeypatch.setattr(data, "DEFAULT_DOWNLOAD_DIR", tmp_path)
+    variant = load_dataset("mnist1d", dataset_kwargs={"shuffle_seq": True, "iid_noise_scale": 0.03})
+    assert variant.input_shape == default.input_shape and len(variant.train) == len(default.train)
+    assert not torch.equal(variant.train.x, default.train.x)
+    assert len(list(tmp_path.glob("mnist1d-12000-seed0-*.npz"))) == 1  # cached, named by its kwargs
+
+
+def test_unknown_dataset_kwargs_name_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: scale_coeff"):
+        load_dataset("mnist1d", dataset_kwargs={"noise": 1})
+    with pytest.raises(ValueError, match="only mnist1d"):
+        load_dataset("fashion-mnist", dataset_kwargs={"noise": 1})

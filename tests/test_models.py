@@ -34,3 +34,19 @@ def test_resnet18_refuses_one_dimensional_inputs():
 def test_unknown_model_lists_valid_names():
     with pytest.raises(ValueError, match="valid models: lenet, mlp, resnet18"):
         build_model("vgg", (1, 28, 28), 10)
+
+
+def test_model_kwargs_set_the_size():
+    from torch import nn
+
+    model = build_model("mlp", (1, 40), 10, hidden=[64, 32, 16])
+    widths = [layer.out_features for layer in model if isinstance(layer, nn.Linear)]
+    assert widths == [64, 32, 16, 10]
+    lenet = build_model("lenet", (1, 40), 10, channels=(4, 8), hidden=(30, 20))
+    convs = [m.out_channels for m in lenet.modules() if isinstance(m, nn.Conv1d)]
+    assert convs == [4, 8]
+
+
+def test_unknown_model_kwargs_name_the_valid_ones():
+    with pytest.raises(ValueError, match="valid: hidden"):
+        build_model("mlp", (1, 40), 10, width=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import time
 
 import numpy as np
 import pytest
@@ -17,14 +18,17 @@ from .tiny_training import tiny_agent, train_tiny
 
 
 class StopAfter(BaseCallback):
-    """Interrupts training, as a crash or a kill would, once ``timesteps`` are collected."""
+    """Interrupts training, as a crash or a kill would, once ``timesteps`` are collected
+    (after ``linger_s`` more seconds of work since the last checkpoint)."""
 
-    def __init__(self, timesteps: int) -> None:
+    def __init__(self, timesteps: int, linger_s: float = 0.0) -> None:
         super().__init__()
         self.timesteps = timesteps
+        self.linger_s = linger_s
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.timesteps:
+            time.sleep(self.linger_s)
             raise RuntimeError("interrupted")
         return True
 
@@ -46,7 +50,8 @@ def test_tiny_run_writes_a_checkpoint_that_acts_in_the_env(tmp_path, tiny_task):
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["timesteps"] == 80 and card["task"] == tiny_task.to_dict()
     assert card["agent"]["kind"] == "ppo" and card["selection"]["rule"] == "final"
-    assert set(card["files"]) == {"model.zip", "vecnormalize.pkl"}
+    assert set(card["files"]) == {"policy", "normalization", "model", "vecnormalize"}
+    assert card["policy"]["name"] == "MlpPolicy" and "sha256" in card["security"]
     assert card["versions"]["stable-baselines3"] and card["signature"]["action"] == "scale"
 
     agent = make_agent(f"ppo:{tmp_path / 'run'}", tiny_task)
@@ -99,22 +104,30 @@ def test_held_out_seeds_cover_every_initial_rate(tiny_task):
 
 def test_resume_after_an_interruption_continues_the_step_count_and_statistics(tmp_path, tiny_task):
     out = tmp_path / "run"
+    started = time.perf_counter()
     with pytest.raises(RuntimeError, match="interrupted"):
-        train_tiny(out, tiny_task, timesteps=160, extra_callbacks=[StopAfter(100)])
+        train_tiny(out, tiny_task, timesteps=160, extra_callbacks=[StopAfter(100, linger_s=2.0)])
+    first_session = time.perf_counter() - started
     saved = periodic_checkpoints(out / "periodic")[-1]
     saved_card = json.loads((saved / "card.json").read_text())
     assert saved_card["timesteps"] == 80  # the last completed PPO update before the interruption
-    with open(saved / "vecnormalize.pkl", "rb") as handle:
+    with open(saved / saved_card["files"]["vecnormalize"]["name"], "rb") as handle:
         saved_count = pickle.load(handle).obs_rms.count
 
     start = RecordStart()
+    started = time.perf_counter()
     result = train_tiny(out, tiny_task, timesteps=160, resume=True, extra_callbacks=[start])
+    second_session = time.perf_counter() - started
     assert start.start_timesteps == 80
     # The statistics continue from the saved ones (plus the first observation of the reset).
     assert start.start_obs_count == pytest.approx(saved_count + 1)
     assert result.timesteps == 160
-    assert json.loads((out / "card.json").read_text())["timesteps"] == 160
+    card = json.loads((out / "card.json").read_text())
+    assert card["timesteps"] == 160
     assert len(periodic_checkpoints(out / "periodic")) == 2  # the last two are kept
+    # The wall time counts both sessions whole, also the 2 s spent after the last checkpoint.
+    assert card["run"]["wall_time_s"] == pytest.approx(first_session + second_session, abs=0.5)
+    assert result.wall_time_s == pytest.approx(first_session + second_session, abs=0.5)
 
 
 def test_resume_refuses_another_task_and_a_fresh_run_refuses_an_existing_folder(tmp_path, tiny_task):

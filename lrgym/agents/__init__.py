@@ -25,6 +25,8 @@ AGENT_KINDS: dict[str, str] = {
     "aslr": "lrgym.agents.aslr:make_aslr_agent",
     "lookahead": "lrgym.agents.lookahead:make_lookahead_agent",
     "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",
+    "step-grid-family": "lrgym.agents.step_grid_family:make_step_grid_family_agent",
+    "hypergradient": "lrgym.agents.hypergradient:make_hypergradient_agent",
     "ppo-checkpoint": "lrgym.agents.ppo:from_checkpoint",
     "ppo": "lrgym.agents.ppo:training_recipe",
     "ppo-lstm": "lrgym.agents.ppo:training_recipe",
@@ -32,7 +34,10 @@ AGENT_KINDS: dict[str, str] = {
 
 
 def make_agent(name: str, task: TaskSpec, **options: Any) -> Agent:
-    """Build agent ``name`` (a spec in ``agents/`` or ``ppo:PATH``) for ``task``."""
+    """Build agent ``name`` (a spec in ``agents/`` or ``ppo:PATH``) for ``task``.
+
+    A spec with a ``[task]`` table gives the agent ``task_overrides`` (see :class:`Agent`).
+    """
     if name.startswith("ppo:"):
         spec = AgentSpec(name=name, kind="ppo-checkpoint", params={"path": name[4:]})
     else:
@@ -41,4 +46,10 @@ def make_agent(name: str, task: TaskSpec, **options: Any) -> Agent:
         raise unknown_name_error("agent kind", spec.kind, list(AGENT_KINDS))
     module_name, factory_name = AGENT_KINDS[spec.kind].split(":")
     factory = getattr(importlib.import_module(module_name), factory_name)
-    return factory(spec, task, **options)
+    if not spec.task_overrides:
+        return factory(spec, task, **options)
+    # An agent that changes the task (another trainee optimizer) is built for the task it
+    # will run, and carries the overrides so that run_episode builds its env with them.
+    agent = factory(spec, task.replace(**spec.task_overrides), **options)
+    agent.task_overrides = dict(spec.task_overrides)
+    return agent

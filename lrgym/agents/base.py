@@ -37,7 +37,13 @@ class EpisodeStart:
 @runtime_checkable
 class Agent(Protocol):
     """A learning-rate policy. ``action_mode`` is the env action mode it speaks
-    (``"lr"``: absolute rates, ``"scale"`` or ``"discrete"``)."""
+    (``"lr"``: absolute rates, ``"scale"`` or ``"discrete"``).
+
+    An agent may also carry ``task_overrides``, a dict of task fields it changes wherever
+    it runs (an agent that is an optimizer: ``{"optimizer": "prodigy"}``);
+    :func:`run_episode` builds its env with them. The env's draws for a seed (trainee
+    seed, then initial rate) do not depend on them, so seeds stay paired.
+    """
 
     action_mode: str
 
@@ -74,6 +80,8 @@ class EpisodeResult:
     wall_time: float
     episode_return: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    initial_val_loss: float = float("nan")  # the untrained network's validation loss (at reset)
+    task: TaskSpec | None = None  # the task the episode ran (the agent's task overrides applied)
 
     @property
     def diverged(self) -> bool:
@@ -95,21 +103,26 @@ def run_episode(
 ) -> EpisodeResult:
     """Run one episode of ``agent`` on ``task`` with episode seed ``seed``.
 
-    :param task: a task spec (an env is built in the agent's action mode) or an env
-        already in that mode (reused, e.g. across seeds).
+    :param task: a task spec (an env is built in the agent's action mode, with the
+        agent's ``task_overrides``) or an env already in that mode and with those
+        overrides (reused, e.g. across seeds).
     :param env_options: ``device``, ``data_dir``, ``download`` for a new env.
     """
+    overrides = dict(getattr(agent, "task_overrides", None) or {})
     if isinstance(task, LRControlEnv):
         env = task
         if env.task.action != agent.action_mode:
             raise ValueError(
                 f"agent speaks action mode {agent.action_mode!r}, env uses {env.task.action!r}"
             )
+        if env.task.replace(**overrides) != env.task:
+            raise ValueError(f"agent needs task overrides {overrides}, the env's task lacks them")
     else:
-        env = make_env(task, agent.action_mode, **env_options)
+        env = make_env(task.replace(**overrides), agent.action_mode, **env_options)
     started = time.perf_counter()
     observation, info = env.reset(seed=seed)
     first_observation, initial_lr = observation.copy(), info["initial_lr"]
+    initial_val_loss = info["val_loss"]
     agent.reset(EpisodeStart(env.task, initial_lr, seed, env))
     trajectory: list[Decision] = []
     episode_return, done = 0.0, False
@@ -137,4 +150,6 @@ def run_episode(
         first_lr=trajectory[0].lr if trajectory else float("nan"),
         wall_time=time.perf_counter() - started,
         episode_return=episode_return,
+        initial_val_loss=initial_val_loss,
+        task=env.task,
     )

@@ -3,8 +3,9 @@
 Acts deterministically (the mean of the Gaussian policy), normalises each
 observation with the statistics frozen at the end of training, and for ``ppo-lstm``
 carries the LSTM state from one decision to the next, resetting it at episode start.
-The same class acts for the held-out evaluation during training (with the live model
-and statistics), so what training selects is what ``ppo:PATH`` runs.
+The same class acts for the held-out evaluation during training (with the live policy
+and statistics), so what training selects is what ``ppo:PATH`` runs. Loading a
+checkpoint to act unpickles nothing (:func:`lrgym.checkpoint.load_controller`).
 """
 
 from __future__ import annotations
@@ -15,25 +16,25 @@ from typing import Any
 import numpy as np
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.checkpoint import load_checkpoint
+from lrgym.checkpoint import load_controller
 from lrgym.specs import AgentSpec, TaskSpec
 
 
 class PPOAgent:
-    """A PPO or RecurrentPPO policy behind the :class:`~lrgym.agents.base.Agent` protocol.
+    """An SB3 actor-critic policy (MLP or LSTM) behind the :class:`~lrgym.agents.base.Agent` protocol.
 
-    :param model: an SB3 ``PPO`` or sb3-contrib ``RecurrentPPO``.
-    :param vec_normalize: the ``VecNormalize`` whose ``normalize_obs`` the policy was
-        trained behind (only read here, never updated).
+    :param policy: an SB3 ``ActorCriticPolicy`` or sb3-contrib ``RecurrentActorCriticPolicy``
+        (``model.policy`` of a ``PPO`` / ``RecurrentPPO``).
+    :param normalizer: anything with ``normalize_obs`` (a frozen
+        :class:`~lrgym.policy_files.ObservationNormalizer`, or the live ``VecNormalize``
+        during training); only read here, never updated.
     :param action_mode: the env action mode the policy was trained in.
     :param deterministic: act with the policy's mode rather than a sample.
     """
 
-    def __init__(
-        self, model: Any, vec_normalize: Any, action_mode: str, deterministic: bool = True
-    ) -> None:
-        self.model = model
-        self.vec_normalize = vec_normalize
+    def __init__(self, policy: Any, normalizer: Any, action_mode: str, deterministic: bool = True) -> None:
+        self.policy = policy
+        self.normalizer = normalizer
         self.action_mode = action_mode
         self.deterministic = deterministic
         self._lstm_state: Any = None
@@ -41,13 +42,13 @@ class PPOAgent:
 
     def reset(self, start: EpisodeStart) -> None:
         env = start.env
-        for what, model_space, env_space in (
-            ("observation", self.model.observation_space, env.observation_space),
-            ("action", self.model.action_space, env.action_space),
+        for what, policy_space, env_space in (
+            ("observation", self.policy.observation_space, env.observation_space),
+            ("action", self.policy.action_space, env.action_space),
         ):
-            if model_space != env_space:
+            if policy_space != env_space:
                 raise ValueError(
-                    f"the controller's {what} space {model_space} does not match the env's {env_space}"
+                    f"the controller's {what} space {policy_space} does not match the env's {env_space}"
                 )
         self.begin_episode()
 
@@ -57,8 +58,8 @@ class PPOAgent:
         self._episode_start = True
 
     def act(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
-        normalized = self.vec_normalize.normalize_obs(np.asarray(observation, dtype=np.float32)[None])
-        action, self._lstm_state = self.model.predict(
+        normalized = self.normalizer.normalize_obs(np.asarray(observation, dtype=np.float32)[None])
+        action, self._lstm_state = self.policy.predict(
             normalized,
             state=self._lstm_state,
             episode_start=np.array([self._episode_start]),
@@ -71,10 +72,10 @@ class PPOAgent:
 def load_ppo_agent(
     path: str | Path, task: TaskSpec | None = None, device: str = "cpu", deterministic: bool = True
 ) -> PPOAgent:
-    """The controller saved in checkpoint folder ``path``, checked against ``task``."""
-    checkpoint = load_checkpoint(path, task=task, device=device)
-    action_mode = checkpoint.card["signature"]["action"]
-    return PPOAgent(checkpoint.model, checkpoint.vec_normalize, action_mode, deterministic)
+    """The controller saved in checkpoint folder ``path``, checked against ``task`` (no pickle is read)."""
+    controller = load_controller(path, task=task, device=device)
+    action_mode = controller.card["signature"]["action"]
+    return PPOAgent(controller.policy, controller.normalizer, action_mode, deterministic)
 
 
 def from_checkpoint(spec: AgentSpec, task: TaskSpec, device: str = "cpu", **options: Any) -> PPOAgent:

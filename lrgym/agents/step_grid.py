@@ -38,8 +38,11 @@ from lrgym.parallel import LOCAL, Backend, run_jobs
 from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
 
 SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
+# A tuning estimated to take longer than this is refused unless asked for (--allow-long-tuning):
+# on a CPU the paper preset's grid takes hours, and nothing else in a command would say so.
+LONG_TUNING_S = 30 * 60
 GRID_KEYS = ("scheduler", "initial_lrs", "grid", "tuning_seeds")
-AGENT_OPTIONS = ("config", "cache_dir", "jobs", "progress")
+AGENT_OPTIONS = ("config", "cache_dir", "jobs", "progress", "max_tuning_s")
 
 
 def grid_configurations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -70,16 +73,52 @@ def choice_agent(choice: Mapping[str, Any]) -> ScheduleAgent:
 _ENVS: dict[str, Any] = {}
 
 
+def _env(task: TaskSpec, env_options: Mapping[str, Any]) -> Any:
+    key = json.dumps([task.to_dict(), dict(env_options)], sort_keys=True, default=str)
+    if key not in _ENVS:
+        _ENVS[key] = make_env(task, "lr", **env_options)
+    return _ENVS[key]
+
+
 def score_configuration(
     task: TaskSpec, configuration: Mapping[str, Any], seed: int, env_options: Mapping[str, Any]
 ) -> float:
     """The best validation loss of one episode of ``configuration`` (``inf`` if none was finite)."""
-    key = json.dumps([task.to_dict(), dict(env_options)], sort_keys=True, default=str)
-    if key not in _ENVS:
-        _ENVS[key] = make_env(task, "lr", **env_options)
-    result = run_episode(choice_agent(configuration), _ENVS[key], seed)
+    result = run_episode(choice_agent(configuration), _env(task, env_options), seed)
     best = result.final_info.get("best_val_loss")
     return math.inf if best is None else float(best)
+
+
+def tuning_plan(
+    task: TaskSpec, spec: AgentSpec, seeds: Sequence[int], jobs: int, env_options: Mapping[str, Any]
+) -> tuple[str, float]:
+    """What a tuning will run and how long it should take here: (one line, estimated seconds).
+
+    The estimate times one reset and one decision of ``task`` on this machine (the first
+    decision, warm-up included, so it leans long) and scales it to the grid's episodes
+    over ``jobs`` workers.
+    """
+    import time
+
+    episodes = len(grid_configurations(spec.params)) * len(seeds)
+    env = _env(task, env_options)
+    started = time.perf_counter()
+    env.reset(seed=seeds[0])
+    reset_s = time.perf_counter() - started
+    env.step([spec.params["initial_lrs"][0]])
+    decision_s = time.perf_counter() - started - reset_s
+    workers = max(1, min(jobs, episodes))
+    seconds = episodes * (reset_s + task.decisions * decision_s) / workers
+    line = (
+        f"tuning {spec.name} on {task.name}: {len(grid_configurations(spec.params))} configurations x "
+        f"{len(seeds)} tuning seeds = {episodes} episodes of {task.decisions} decisions; one decision took "
+        f"{decision_s:.2f} s here, so about {_duration(seconds)} on {workers} worker(s)"
+    )
+    return line, seconds
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -93,9 +132,12 @@ def tune_step_grid(
     jobs: int = 1,
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
+    max_seconds: float | None = None,
     backend: Backend = LOCAL,
 ) -> dict[str, Any]:
     """Run a grid spec's every configuration on tuning seeds of ``task``; return the choice.
+
+    Prints what it will run and an estimate of its time first (:func:`tuning_plan`).
 
     :param task: the task to tune on.
     :param spec: an agent spec of kind ``step-grid``, or its name in ``agents/``.
@@ -104,6 +146,7 @@ def tune_step_grid(
     :param jobs: worker processes (1: in this process). Every argument is picklable.
     :param progress: show a tqdm progress bar.
     :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
+    :param max_seconds: refuse (``ValueError``) a tuning estimated to take longer; ``None``: no bound.
     :param backend: where the runs execute (local processes or Ray tasks; the same choice either way).
     :returns: a JSON-able dict: ``initial_lr``, ``scheduler``, ``kwargs`` (what the agent
         runs), ``score`` (its mean best validation loss), ``selection``, ``tuning_seeds``,
@@ -116,13 +159,30 @@ def tune_step_grid(
     if not seeds:
         raise ValueError("tune_step_grid needs at least one tuning seed")
     env_options = dict(env_options or {})
+    plan, seconds = tuning_plan(task, spec, seeds, jobs, env_options)
+    if max_seconds is not None and seconds > max_seconds:
+        raise ValueError(
+            f"{plan}: longer than the {_duration(max_seconds)} allowed without asking; run it anyway with "
+            "--allow-long-tuning, or give a step-decay choice saved earlier (--baseline-config)"
+        )
+    print(plan, flush=True)
     runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
     run_scores = run_jobs(
         score_configuration, [(task, configurations[index], seed, env_options) for index, seed in runs],
         jobs, description=f"tuning {spec.name} on {task.name}", unit="it", progress=progress,
         backend=backend, device=str(env_options.get("device", "auto")),
     )
-    scores: dict[tuple[int, int], float] = dict(zip(runs, run_scores))
+    return choose_configuration(task, spec, configurations, seeds, dict(zip(runs, run_scores)))
+
+
+def choose_configuration(
+    task: TaskSpec,
+    spec: AgentSpec,
+    configurations: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    scores: Mapping[tuple[int, int], float],
+) -> dict[str, Any]:
+    """The choice (see :func:`tune_step_grid`) from every (configuration index, seed) score on ``task``."""
     rows = []
     for index, configuration in enumerate(configurations):
         row_scores = [scores[index, seed] for seed in seeds]
@@ -139,7 +199,7 @@ def tune_step_grid(
         "kwargs": best["kwargs"],
         "score": best["mean"],
         "selection": SELECTION,
-        "tuning_seeds": seeds,
+        "tuning_seeds": list(seeds),
         "tuned_on": task.to_dict(),
         "agent": spec.to_dict(),
         "grid": rows,
@@ -161,7 +221,12 @@ def load_choice(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no step-grid choice at {path} (write one with tune_step_grid + save_choice)")
-    choice = json.loads(path.read_text())
+    try:
+        choice = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a step-grid choice: it is not valid JSON ({error})") from error
+    if not isinstance(choice, dict):
+        raise ValueError(f"{path} is not a step-grid choice: expected a JSON object, got {type(choice).__name__}")
     missing = [key for key in ("initial_lr", "scheduler", "kwargs") if key not in choice]
     if missing:
         raise ValueError(f"{path} is not a step-grid choice: it lacks {', '.join(missing)}")
@@ -211,7 +276,7 @@ def make_step_grid_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> Sch
     env_options = {"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}}
     choice = tune_step_grid(
         task, spec, jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
-        env_options=env_options,
+        env_options=env_options, max_seconds=options.get("max_tuning_s"),
     )
     if cached is not None:
         save_choice(choice, cached)

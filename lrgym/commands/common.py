@@ -3,7 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _integer(text, minimum=1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds)."""
+    return _integer(text, minimum=0)
+
+
+def _integer(text: str, minimum: int) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """argparse type: a device this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
+    from lrgym.env import resolve_device
+
+    try:
+        resolve_device(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,7 +47,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--download", action="store_true", help="let torchvision download missing datasets"
     )
     parser.add_argument(
-        "--device", default="auto", help="auto (GPU when present), cpu, cuda, cuda:1, ..."
+        "--device", default="auto", type=device_name, help="auto (GPU when present), cpu, cuda, cuda:1, ..."
     )
 
 
@@ -42,9 +74,15 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
-def comma_list(text: str) -> list[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (agent and task lists on the command line)."""
-    return [name.strip() for name in text.split(",") if name.strip()]
+def comma_list(text: str, flag: str | None = None) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (agent and task lists on the command line).
+
+    :param flag: the option's name, when the list may not be empty (``--agents``).
+    """
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if flag is not None and not names:
+        raise ValueError(f"{flag} needs at least one name, e.g. {flag} constant,cosine; got {text!r}")
+    return names
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +110,14 @@ def env_options(args: argparse.Namespace) -> dict:
 
 
 def out_dir(path: str | Path) -> Path:
+    """The output folder ``path``, created; a clear error when it is a file or cannot be written."""
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--out {folder} is a file, not a folder: choose a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {folder} cannot be written: {error.strerror or error}") from error
     return folder

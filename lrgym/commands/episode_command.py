@@ -8,6 +8,7 @@ from lrgym.commands.common import (
     add_data_arguments,
     add_override_argument,
     env_options,
+    non_negative_int,
     parse_overrides,
 )
 
@@ -15,12 +16,13 @@ HELP = "run one episode of an agent on a task and print its learning-rate trajec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task spec name (see `lrgym list`)")
+    parser.add_argument("task", help="task or task family (see `lrgym list`)")
+    parser.add_argument("--instance", type=int, default=None, help="a family's instance index (e.g. 200000)")
     parser.add_argument(
         "--agent", default=None,
         help="agent spec name or ppo:PATH (default: keep the initial learning rate)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="episode seed")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="episode seed (an integer >= 0)")
     add_override_argument(parser)
     add_data_arguments(parser)
 
@@ -41,9 +43,13 @@ class HoldAgent:
 
 def run(args: argparse.Namespace) -> int:
     from lrgym.agents import make_agent, run_episode
-    from lrgym.specs import load_task_spec
+    from lrgym.family import load_family
 
-    task = load_task_spec(args.task, **parse_overrides(args.overrides))
+    family = load_family(args.task, **parse_overrides(args.overrides))
+    if not family.single and args.instance is None:
+        raise ValueError(f"{args.task!r} is a task family: say which instance, e.g. --instance "
+                         f"{family.indices('test')[0]}")
+    task = family.instance(0 if args.instance is None else args.instance)
     agent = make_agent(args.agent, task, **env_options(args)) if args.agent else HoldAgent()
     result = run_episode(agent, task, args.seed, **env_options(args))
     print(f"{task.name} seed {args.seed} agent {args.agent or 'hold'}: "

@@ -13,28 +13,47 @@ from lrgym.commands.common import (
     env_options,
     out_dir,
     parse_overrides,
+    positive_int,
 )
 
-HELP = "run agents on the same seeds of a task; write tables, significance tests and plots"
+HELP = ("run agents on the same seeds of a task, or of a task family's instances; "
+        "write tables, significance tests and plots")
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int = 10) -> None:
     """Flags shared by ``evaluate``, ``transfer`` and ``experiment``."""
     parser.add_argument(
-        "--seeds", type=int, default=default_seeds,
+        "--seeds", type=positive_int, default=default_seeds,
         help=f"evaluation seeds 0..N-1, the same for every agent (default {default_seeds})",
     )
     parser.add_argument(
-        "--jobs", "-j", type=int, default=None,
+        "--jobs", "-j", type=positive_int, default=None,
         help="worker processes (default: one per available CPU core)",
+    )
+    parser.add_argument(
+        "--allow-long-tuning", action="store_true",
+        help="run a step-grid tuning even when it is estimated to take longer than 30 minutes here "
+             "(without it such a tuning is refused before it starts)",
     )
     add_override_argument(parser)
     add_data_arguments(parser)
     add_backend_arguments(parser)
 
 
+def max_tuning_s(args: argparse.Namespace) -> float | None:
+    """The bound on a step-grid tuning's estimated time: none with ``--allow-long-tuning``."""
+    from lrgym.agents.step_grid import LONG_TUNING_S
+
+    return None if args.allow_long_tuning else LONG_TUNING_S
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task spec name (see `lrgym list`)")
+    parser.add_argument("task", help="task or task family (see `lrgym list`)")
+    parser.add_argument(
+        "--instances", default=None, metavar="SPLIT:N|SPLIT:FIRST-LAST",
+        help="a family's instances to evaluate: test:20 (the first 20 test instances), test:5-24, "
+             "validation:10; each instance runs --seeds paired seeds",
+    )
     parser.add_argument(
         "--agents", required=True,
         help="comma-separated agent spec names or ppo:PATH, e.g. constant,cosine,aslr,step-grid",
@@ -54,23 +73,45 @@ def print_written(paths: dict, folder) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from lrgym.evaluate import agent_entries, default_jobs, evaluate, write_evaluation
+    from lrgym.family import load_family, parse_instances
     from lrgym.specs import load_task_spec
 
     where = backend(args)
-    task = load_task_spec(args.task, **parse_overrides(args.overrides))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
-    entries = agent_entries(comma_list(args.agents))
+    family = load_family(args.task, **parse_overrides(args.overrides))
+    if family.single and args.instances:
+        raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
+    if not family.single and not args.instances:
+        raise ValueError(f"{args.task!r} is a task family: say which instances, e.g. --instances test:20")
+    entries = agent_entries(comma_list(args.agents, "--agents"))
     labels = [entry.label for entry in entries]
     reference = args.reference or labels[0]
     if reference not in labels:
         raise ValueError(f"--reference {reference!r} is not one of --agents ({', '.join(labels)})")
+    if not family.single:
+        return _run_family(args, family, parse_instances(args.instances, family), entries, reference)
+    task = load_task_spec(args.task, **parse_overrides(args.overrides))
     folder = out_dir(args.out or f"runs/evaluate-{task.name}")
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid", backend=where,
+        env_options=env_options(args), cache_dir=folder / "step-grid", max_tuning_s=max_tuning_s(args),
+        backend=where,
     )
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())
     print_written(paths, folder)
+    return 0
+
+
+def _run_family(args: argparse.Namespace, family, instances: list[int], entries: list, reference: str) -> int:
+    from lrgym.evaluate import default_jobs
+    from lrgym.evaluate_family import evaluate_instances, write_family_evaluation
+
+    folder = out_dir(args.out or f"runs/evaluate-{family.name}")
+    evaluation = evaluate_instances(
+        family, instances, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
+        env_options=env_options(args), cache_dir=folder / "step-grid", backend=backend(args),
+    )
+    paths = write_family_evaluation(evaluation, folder, reference=reference)
+    print(paths["summary"].read_text())
+    print(f"\nwrote {folder}/: " + ", ".join(path.name for path in paths.values()))
     return 0

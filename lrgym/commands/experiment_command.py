@@ -17,8 +17,16 @@ from __future__ import annotations
 import argparse
 import time
 
-from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
-from lrgym.commands.evaluate_command import add_evaluation_arguments
+from lrgym.commands.common import (
+    backend,
+    comma_list,
+    env_options,
+    non_negative_int,
+    out_dir,
+    parse_overrides,
+    positive_int,
+)
+from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
 DEFAULT_BASELINES = "constant,cosine,aslr,lookahead"
@@ -36,11 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--agent", default="ppo", help="training recipe in agents/ (ppo or ppo-lstm)")
     parser.add_argument(
-        "--timesteps", type=int, default=None,
+        "--timesteps", type=positive_int, default=None,
         help="controller decisions to meta-train on (default: the recipe's); scale down for quick runs",
     )
-    parser.add_argument("--n-envs", type=int, default=1, help="trainees trained in parallel during meta-training")
-    parser.add_argument("--train-seed", type=int, default=0, help="seed of PPO")
+    parser.add_argument(
+        "--n-envs", type=positive_int, default=1, help="trainees trained in parallel during meta-training"
+    )
+    parser.add_argument("--train-seed", type=non_negative_int, default=0, help="seed of PPO")
     parser.add_argument(
         "--baselines", default=DEFAULT_BASELINES,
         help=f"other agents in the evaluation besides step-grid and the controller (default {DEFAULT_BASELINES})",
@@ -93,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         choice = load_choice(choice_path)
         stage("tune step decay", since, f"reused {choice_path}")
     else:
-        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options, backend=where)
+        choice = tune_step_grid(
+            task, grid, jobs=jobs, env_options=options, max_seconds=max_tuning_s(args), backend=where
+        )
         save_choice(choice, choice_path)
         stage("tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
               f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
@@ -133,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         paths = run_transfer(
             checkpoint, target, seeds, folder / f"transfer-{target.name}",
             target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
-            backend=where,
+            max_tuning_s=max_tuning_s(args), backend=where,
         )
         stage(f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())

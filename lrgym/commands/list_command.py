@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "list the tasks (envs/*.toml) and agents (agents/*.toml)"
+HELP = "list the tasks and task families (envs/*.toml) and agents (agents/*.toml)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,8 @@ def _data_status(dataset: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from lrgym import env_id
-    from lrgym.specs import agent_names, load_agent_spec, load_task_spec, task_names
+    from lrgym.family import load_family
+    from lrgym.specs import agent_names, family_names, load_agent_spec, load_task_spec, task_names
 
     rows = []
     for name in task_names():
@@ -39,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     header = ["id", "dataset", "model", "optimizer", "batch", "steps", "interval",
               "initial_lrs", "val_size", "action"] + (["data"] if args.data else [])
     _print_table(header, rows)
+    for name in family_names():
+        family = load_family(name)
+        print(f"\n{env_id(name)}  (task family: a training instance drawn at every reset)")
+        _print_table(["  field", "distribution"], [[f"  {key}", text] for key, text in family.table()])
     print()
     _print_table(
         ["agent", "kind", "description"],

@@ -9,31 +9,41 @@ from lrgym.commands.common import (
     add_data_arguments,
     add_override_argument,
     backend,
+    non_negative_int,
+    out_dir,
     parse_overrides,
+    positive_int,
 )
 
-HELP = "meta-train a learning-rate controller with PPO on a task; save it with its model card"
+HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task spec name (see `lrgym list`)")
+    parser.add_argument(
+        "task", help="task or task family (see `lrgym list`); a family trains on its train instances "
+                     "and selects on its validation instances",
+    )
     parser.add_argument(
         "--agent", default="ppo", help="training recipe in agents/: ppo (MLP actor) or ppo-lstm (LSTM actor)"
     )
     parser.add_argument(
-        "--timesteps", type=int, default=None,
+        "--timesteps", type=positive_int, default=None,
         help="total controller decisions to train on, all episodes together (default: the agent spec's)",
     )
     parser.add_argument(
-        "--n-envs", type=int, default=1,
+        "--n-envs", type=positive_int, default=1,
         help="trainees trained in parallel (subprocesses; Ray actors with --backend ray)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of PPO (policy initialisation, sampling)")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of PPO (policy initialisation, sampling)"
+    )
     parser.add_argument(
         "--out", "-f", default=None, help="run folder (default: checkpoints/TASK-AGENT)"
     )
     parser.add_argument(
-        "--resume", action="store_true", help="continue the run in --out from its last periodic checkpoint"
+        "--resume", action="store_true",
+        help="continue the run in --out from its last periodic checkpoint (this unpickles SB3's saved "
+             "training state: resume only your own runs)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_override_argument(parser)
@@ -44,20 +54,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lrgym.specs import load_agent_spec, load_task_spec, project_root
+    from lrgym.family import load_family
+    from lrgym.specs import load_agent_spec, project_root
     from lrgym.train import train
 
     where = backend(args)
-    if args.n_envs < 1:
-        raise ValueError(f"--n-envs must be at least 1, got {args.n_envs}")
-    task = load_task_spec(args.task, **parse_overrides(args.overrides))
+    task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
         raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs ppo or ppo-lstm")
     # One thread per trainee: a small trainee on 2 threads of a shared 2-core machine ran
     # 20x slower than on one (measured); parallelism comes from --n-envs.
     torch.set_num_threads(1)
-    out = args.out or str(project_root() / "checkpoints" / f"{task.name}-{agent.name}")
+    out = str(out_dir(args.out or project_root() / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
         result = train(
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,

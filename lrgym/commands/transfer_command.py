@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
-from lrgym.commands.evaluate_command import add_evaluation_arguments, print_written
+from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s, print_written
 
 HELP = "run a trained controller on another task against the step decay transferred the same way"
 
@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline-config", default=None,
         help="saved step-decay choice to transfer (default: the one saved in the checkpoint "
-             "folder, else tuned now on the source task)",
+             "folder, else tuned now on the source task, refused when estimated over 30 min "
+             "without --allow-long-tuning)",
     )
     parser.add_argument(
         "--target-baselines", default="step-grid,constant,cosine",
@@ -34,13 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     where = backend(args)
     target = load_task_spec(args.task, **parse_overrides(args.overrides))
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be at least 1, got {args.seeds}")
     folder = out_dir(args.out or f"runs/transfer-{target.name}")
     paths = run_transfer(
         args.checkpoint, target, range(args.seeds), folder, args.baseline_config,
         comma_list(args.target_baselines), jobs=args.jobs or default_jobs(), env_options=env_options(args),
-        backend=where,
+        max_tuning_s=max_tuning_s(args), backend=where,
     )
     print(paths["summary"].read_text())
     print_written(paths, folder)

@@ -1,0 +1,242 @@
+"""Step decay for task families: one configuration for the whole family, or one per instance.
+
+Two uses of the step-decay grid (:mod:`lrgym.agents.step_grid`) on a family:
+
+- **Family-tuned** (:func:`tune_step_grid_family`, agent kind ``step-grid-family``,
+  ``agents/step-grid-family.toml``): the fair "transferred" baseline. Every
+  configuration runs on the first ``tuning_instances`` *train* instances (the data a
+  controller trains on), each with the spec's ``tuning_seeds`` (one by default). Rule:
+  an instance's score of a configuration is its best validation loss (mean over the
+  seeds; a diverged run, or one with no finite loss, counts the instance's
+  ``divergence_loss``), divided by the lowest score any configuration reached on that
+  instance, so every instance weighs the same whatever its loss scale (1 is the best
+  configuration of that instance). The choice is the configuration with the lowest
+  mean normalised score over the instances (ties: the first in grid order).
+- **Per instance** (:func:`tune_instances`, the oracle): the plain ``step-grid`` kind
+  on each instance's own tuning seeds (``agents/step-grid-small.toml`` is a 12-point
+  grid for this), every (instance, configuration, seed) run spread over workers by
+  :func:`lrgym.parallel.run_jobs` and each instance's choice cached on disk.
+
+Both write the step-grid choice format (:func:`~lrgym.agents.step_grid.save_choice`):
+``initial_lr``, ``scheduler``, ``kwargs`` and how they were chosen; a family choice can
+be a residual controller's ``base_schedule``. Task fields that do not change what a
+schedule does (action mode, reward, features...) are left out of the cache keys, so
+controllers that differ only in those share one tuning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.agents.step_grid import (
+    GRID_KEYS,
+    choice_agent,
+    choose_configuration,
+    grid_configurations,
+    load_choice,
+    save_choice,
+    score_configuration,
+)
+from lrgym.family import TaskFamily, load_family
+from lrgym.parallel import LOCAL, Backend, run_jobs
+from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+
+FAMILY_SELECTION = (
+    "lowest mean over the tuning instances of the best validation loss divided by the instance's "
+    "best over the grid (a diverged run counts divergence_loss)"
+)
+FAMILY_GRID_KEYS = (*GRID_KEYS, "tuning_instances")
+AGENT_OPTIONS = ("config", "family", "cache_dir", "jobs", "progress")
+# Fields that change what the controller sees or is paid, not what a fixed schedule does.
+NOT_SCHEDULE_FIELDS = ("description", "action", "lr_scale", "reward", "features", "base_schedule")
+
+
+def _schedule_identity(task: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in task.items() if key not in NOT_SCHEDULE_FIELDS}
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def instance_cache_path(cache_dir: str | Path, task: TaskSpec, spec: AgentSpec) -> Path:
+    """Where the per-instance choice for ``task`` and grid ``spec`` is cached."""
+    name = task.name.replace("#", "-")
+    return Path(cache_dir) / f"{spec.name}-{name}-{_digest(_schedule_identity(task.to_dict()), spec.to_dict())}.json"
+
+
+def family_cache_path(cache_dir: str | Path, family: TaskFamily, spec: AgentSpec) -> Path:
+    """Where the family-tuned choice for ``family`` (with its overrides) and grid ``spec`` is cached."""
+    identity = family.to_dict()
+    identity["overrides"] = _schedule_identity(identity["overrides"])
+    identity["distributions"] = _schedule_identity(identity["distributions"])
+    return Path(cache_dir) / f"{spec.name}-{family.name}-{_digest(identity, spec.to_dict())}.json"
+
+
+def _spec(spec: AgentSpec | str) -> AgentSpec:
+    return load_agent_spec(spec) if isinstance(spec, str) else spec
+
+
+def _seeds(spec: AgentSpec) -> list[int]:
+    seeds = [int(seed) for seed in spec.params.get("tuning_seeds", [1000])]
+    if not seeds:
+        raise ValueError(f"agent {spec.name!r}: tuning_seeds must hold at least one seed")
+    return seeds
+
+
+def tune_instances(
+    tasks: Sequence[TaskSpec],
+    spec: AgentSpec | str = "step-grid-small",
+    jobs: int = 1,
+    progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
+) -> list[dict[str, Any]]:
+    """Tune the grid on each task's own tuning seeds (the per-instance oracle).
+
+    :param tasks: the instances (any tasks).
+    :param spec: a grid spec of kind ``step-grid`` or its name.
+    :param jobs: worker processes for all (task, configuration, seed) runs together.
+    :param cache_dir: each task's choice is read from :func:`instance_cache_path` there, or
+        written there once tuned.
+    :return: one choice per task, in order.
+    """
+    spec = _spec(spec)
+    configurations = grid_configurations(spec.params)
+    seeds = _seeds(spec)
+    choices: list[dict[str, Any] | None] = [None] * len(tasks)
+    for position, task in enumerate(tasks):
+        path = instance_cache_path(cache_dir, task, spec) if cache_dir is not None else None
+        if path is not None and path.is_file():
+            choices[position] = load_choice(path)
+    todo = [position for position, choice in enumerate(choices) if choice is None]
+    runs = [(position, index, seed) for position in todo for index in range(len(configurations)) for seed in seeds]
+    scores = run_jobs(
+        score_configuration,
+        [(tasks[position], configurations[index], seed, dict(env_options or {})) for position, index, seed in runs],
+        jobs, description=f"tuning {spec.name} on {len(todo)} instance(s)", unit="it", progress=progress,
+        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
+    )
+    by_run = dict(zip(runs, scores, strict=True))
+    for position in todo:
+        task_scores = {(index, seed): by_run[position, index, seed]
+                       for index in range(len(configurations)) for seed in seeds}
+        choice = choose_configuration(tasks[position], spec, configurations, seeds, task_scores)
+        if cache_dir is not None:
+            save_choice(choice, instance_cache_path(cache_dir, tasks[position], spec))
+        choices[position] = choice
+    return choices  # type: ignore[return-value]
+
+
+def tune_step_grid_family(
+    family: TaskFamily | str,
+    spec: AgentSpec | str = "step-grid-family",
+    jobs: int = 1,
+    progress: bool = True,
+    env_options: Mapping[str, Any] | None = None,
+    cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
+) -> dict[str, Any]:
+    """One configuration for the whole family, chosen on its train instances (see the module docstring).
+
+    :param family: a family or its name.
+    :param spec: a grid spec (kind ``step-grid-family``) with ``tuning_instances``.
+    :param cache_dir: read the choice from :func:`family_cache_path` there, or write it there.
+    :return: the choice: ``initial_lr``, ``scheduler``, ``kwargs``, ``score`` (its mean
+        normalised score), ``selection``, ``tuning_seeds``, ``tuning_instances`` (indices),
+        ``tuned_on`` (name and family), ``agent`` and ``grid`` (per row: each instance's
+        best validation loss, the normalised scores and their mean).
+    """
+    family = load_family(family) if isinstance(family, str) else family
+    spec = _spec(spec)
+    path = family_cache_path(cache_dir, family, spec) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        return load_choice(path)
+    configurations = grid_configurations(spec.params)
+    seeds = _seeds(spec)
+    count = int(spec.params.get("tuning_instances", 12))
+    train = family.indices("train")
+    if not 1 <= count <= len(train):
+        raise ValueError(f"tuning_instances must be between 1 and {len(train)}, got {count}")
+    indices = [train[position] for position in range(count)]
+    tasks = [family.instance(index) for index in indices]
+    runs = [(k, c, seed) for k in range(count) for c in range(len(configurations)) for seed in seeds]
+    scores = run_jobs(
+        score_configuration,
+        [(tasks[k], configurations[c], seed, dict(env_options or {})) for k, c, seed in runs],
+        jobs, description=f"tuning {spec.name} on {count} {family.name} instances", unit="it", progress=progress,
+        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
+    )
+    by_run = dict(zip(runs, scores, strict=True))
+
+    def instance_score(c: int, k: int) -> float:
+        values = [by_run[k, c, seed] for seed in seeds]
+        values = [v if math.isfinite(v) else tasks[k].divergence_loss for v in values]
+        return sum(values) / len(values)
+
+    raw = [[instance_score(c, k) for k in range(count)] for c in range(len(configurations))]
+    best_of_instance = [min(raw[c][k] for c in range(len(configurations))) for k in range(count)]
+    rows = []
+    for c, configuration in enumerate(configurations):
+        normalised = [raw[c][k] / best_of_instance[k] for k in range(count)]
+        rows.append({**configuration, "best_val_losses": raw[c], "normalised": normalised,
+                     "mean": sum(normalised) / count})
+    best = min(rows, key=lambda row: row["mean"])
+    choice = {
+        "initial_lr": best["initial_lr"],
+        "scheduler": best["scheduler"],
+        "kwargs": best["kwargs"],
+        "score": best["mean"],
+        "selection": FAMILY_SELECTION,
+        "tuning_seeds": seeds,
+        "tuning_instances": indices,
+        "tuned_on": {"name": family.name, "family": family.to_dict()},
+        "agent": spec.to_dict(),
+        "grid": rows,
+    }
+    if path is not None:
+        save_choice(choice, path)
+    return choice
+
+
+def make_step_grid_family_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> ScheduleAgent:
+    """Factory of kind ``step-grid-family``: the family-tuned configuration as a schedule agent.
+
+    Options: ``config`` (a saved choice path or dict, used as it is) or ``family`` (a
+    family or its name: tuned now, or read from ``cache_dir``); tuning takes ``jobs``,
+    ``progress`` and the env options.
+    """
+    unknown = set(options) - set(AGENT_OPTIONS) - set(ENV_OPTION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"agent {spec.name!r}: unknown option(s) {sorted(unknown)}; "
+            f"valid: {', '.join(AGENT_OPTIONS + ENV_OPTION_KEYS)}"
+        )
+    unknown = set(spec.params) - set(FAMILY_GRID_KEYS)
+    if unknown:
+        raise ValueError(
+            f"agent {spec.name!r}: unknown param(s) {sorted(unknown)}; valid: {', '.join(FAMILY_GRID_KEYS)}"
+        )
+    config = options.get("config")
+    if isinstance(config, Mapping):
+        return choice_agent(config)
+    if config is not None:
+        return choice_agent(load_choice(config))
+    if options.get("family") is None:
+        raise ValueError(
+            f"agent {spec.name!r} is tuned on a task family: give config (a saved choice) or family "
+            f"(e.g. evaluate it with `lrgym evaluate FAMILY --instances test:N`, or `lrgym tune FAMILY`)"
+        )
+    env_options = {"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}}
+    choice = tune_step_grid_family(
+        options["family"], spec, jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
+        env_options=env_options, cache_dir=options.get("cache_dir"),
+    )
+    return choice_agent(choice)

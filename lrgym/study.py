@@ -1,0 +1,123 @@
+"""The study's write-up: an evaluation's rows aggregated across instances, as markdown and figures.
+
+Reads what ``lrgym evaluate FAMILY --instances ...`` wrote (``results.csv``,
+``trajectories.csv``) and writes ``aggregate.md`` (normalised scores with interval
+estimates against the reference and against other agents, broken down by a column such
+as the optimizer), ``intervals.png``, ``profile.png`` and ``instance_lrs.png``. The
+definitions are in :mod:`lrgym.aggregate`.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lrgym.aggregate import aggregate, aggregate_markdown, iqm, loss_matrices, normalised_scores
+
+TEXT_COLUMNS = ("agent", "model", "optimizer", "dataset", "name", "family", "scheduler")
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """A results.csv or trajectories.csv as dicts: numbers parsed, booleans parsed, text kept."""
+    rows = []
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            parsed: dict[str, Any] = {}
+            for key, value in row.items():
+                if key == "diverged":
+                    parsed[key] = value == "True"
+                elif key in TEXT_COLUMNS:
+                    parsed[key] = value
+                else:
+                    try:
+                        parsed[key] = math.nan if value == "" else float(value)
+                    except ValueError:
+                        parsed[key] = value
+            for key in ("seed", "instance", "decision", "step"):
+                if isinstance(parsed.get(key), float) and math.isfinite(parsed[key]):
+                    parsed[key] = int(parsed[key])
+            rows.append(parsed)
+    return rows
+
+
+def _breakdown(rows: list[dict[str, Any]], reference: str, column: str) -> str:
+    """IQM of the normalised score per agent for each value of ``column`` (e.g. per optimizer)."""
+    values = sorted({str(row.get(column)) for row in rows if column in row})
+    if len(values) < 2:
+        return ""
+    agents = list(dict.fromkeys(row["agent"] for row in rows))
+    table = {}
+    runs = {}
+    for value in values:
+        subset = [row for row in rows if str(row.get(column)) == value]
+        losses, instances, _ = loss_matrices(subset)
+        scores = normalised_scores(losses, reference)
+        runs[value] = len(instances)
+        table[value] = {agent: iqm(scores[agent]) for agent in agents if agent in scores}
+    header = "| agent | " + " | ".join(f"{column}={value} ({runs[value]} instances)" for value in values) + " |"
+    lines = [f"IQM of the normalised score by {column}:", "", header, "|---" * (len(values) + 1) + "|"]
+    for agent in agents:
+        cells = [f"{table[value].get(agent, math.nan):.3f}" for value in values]
+        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_aggregate(
+    folder: str | Path,
+    reference: str,
+    compare_with: Sequence[str] = (),
+    by: str = "optimizer",
+    plot_agents: Sequence[str] = (),
+    plot_instances: int = 4,
+    repetitions: int = 2000,
+) -> dict[str, Path]:
+    """Write ``aggregate.md`` and the figures into ``folder``; return their paths."""
+    from lrgym.plots import plot_instance_lrs, plot_intervals, plot_performance_profile
+
+    folder = Path(folder)
+    results = folder / "results.csv"
+    if not results.is_file():
+        raise FileNotFoundError(f"{results} not found: run `lrgym evaluate FAMILY --instances ... --out {folder}`")
+    rows = read_rows(results)
+    agents = list(dict.fromkeys(row["agent"] for row in rows))
+    for name in [reference, *compare_with, *plot_agents]:
+        if name not in agents:
+            raise ValueError(f"agent {name!r} is not in {results}; its agents: {', '.join(agents)}")
+    instances = sorted({row.get("instance", 0) for row in rows})
+    seeds = sorted({row["seed"] for row in rows})
+    sections = [
+        f"# Aggregate over {len(instances)} instances x {len(seeds)} seeds\n",
+        f"From `{results}`; {repetitions} bootstrap replicates.\n",
+        f"## Against `{reference}`\n",
+    ]
+    main = aggregate(rows, reference, repetitions)
+    sections.append(aggregate_markdown(main, reference))
+    breakdown = _breakdown(rows, reference, by)
+    if breakdown:
+        sections += [f"\n## By {by}\n", breakdown]
+    for other in compare_with:
+        sections += [f"\n## Against `{other}`\n", aggregate_markdown(aggregate(rows, other, repetitions), other)]
+    paths = {"aggregate": folder / "aggregate.md"}
+    paths["intervals"] = plot_intervals(main, folder / "intervals.png", reference)
+    losses, _, _ = loss_matrices(rows)
+    paths["profile"] = plot_performance_profile(normalised_scores(losses, reference), folder / "profile.png", reference)
+    trajectories_path = folder / "trajectories.csv"
+    if plot_agents and trajectories_path.is_file():
+        trajectories = read_rows(trajectories_path)
+        shown = instances[:plot_instances]
+        titles = {}
+        for row in rows:
+            if row.get("instance") in shown and row.get("instance") not in titles:
+                titles[row["instance"]] = (
+                    f"instance {row['instance']}: {row.get('model', '')} {row.get('optimizer', '')}, "
+                    f"batch {row.get('batch_size', '?'):.0f}, {row.get('steps', math.nan):.0f} steps"
+                    if isinstance(row.get("batch_size"), float) else f"instance {row['instance']}"
+                )
+        paths["instance_lrs"] = plot_instance_lrs(
+            trajectories, folder / "instance_lrs.png", [reference, *plot_agents], shown, titles, seed=seeds[0]
+        )
+    paths["aggregate"].write_text("\n".join(sections))
+    return paths
