@@ -65,32 +65,58 @@ def _breakdown(rows: list[dict[str, Any]], reference: str, column: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pooled_rows(folders: Sequence[str | Path], name: str) -> list[dict[str, Any]]:
+    """The rows of ``name`` (results.csv, trajectories.csv) of every folder, refusing an agent twice
+    and folders whose instances or seeds differ (their runs would not be paired)."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, Path] = {}
+    runs = None
+    for folder in folders:
+        path = Path(folder) / name
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} not found: run `lrgym evaluate FAMILY --instances ... --out {folder}`"
+            )
+        part = read_rows(path)
+        for agent in dict.fromkeys(row["agent"] for row in part):
+            if agent in seen:
+                raise ValueError(f"agent {agent!r} is in both {seen[agent]} and {folder}")
+            seen[agent] = Path(folder)
+        here = sorted({(row.get("instance", 0), row["seed"]) for row in part})
+        if name == "results.csv" and runs is not None and here != runs:
+            raise ValueError(f"{folder} ran other instances or seeds than {folders[0]}: its runs are not paired")
+        runs = here
+        rows.extend(part)
+    return rows
+
+
 def write_aggregate(
-    folder: str | Path,
+    folders: str | Path | Sequence[str | Path],
     reference: str,
     compare_with: Sequence[str] = (),
     by: str = "optimizer",
     plot_agents: Sequence[str] = (),
     plot_instances: int = 4,
     repetitions: int = 2000,
+    out: str | Path | None = None,
 ) -> dict[str, Path]:
-    """Write ``aggregate.md`` and the figures into ``folder``; return their paths."""
+    """Write ``aggregate.md`` and the figures into ``out`` (default: the first folder); return their paths."""
     from lrgym.plots import plot_instance_lrs, plot_intervals, plot_performance_profile
 
-    folder = Path(folder)
-    results = folder / "results.csv"
-    if not results.is_file():
-        raise FileNotFoundError(f"{results} not found: run `lrgym evaluate FAMILY --instances ... --out {folder}`")
-    rows = read_rows(results)
+    folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
+    rows = pooled_rows(folders, "results.csv")
+    folder = Path(out) if out is not None else Path(folders[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    results = ", ".join(f"{f}/results.csv" for f in folders)
     agents = list(dict.fromkeys(row["agent"] for row in rows))
     for name in [reference, *compare_with, *plot_agents]:
         if name not in agents:
-            raise ValueError(f"agent {name!r} is not in {results}; its agents: {', '.join(agents)}")
+            raise ValueError(f"agent {name!r} is not in {results}; the agents there: {', '.join(agents)}")
     instances = sorted({row.get("instance", 0) for row in rows})
     seeds = sorted({row["seed"] for row in rows})
     sections = [
         f"# Aggregate over {len(instances)} instances x {len(seeds)} seeds\n",
-        f"From `{results}`; {repetitions} bootstrap replicates.\n",
+        f"From {results}; {repetitions} bootstrap replicates.\n",
         f"## Against `{reference}`\n",
     ]
     main = aggregate(rows, reference, repetitions)
@@ -104,9 +130,8 @@ def write_aggregate(
     paths["intervals"] = plot_intervals(main, folder / "intervals.png", reference)
     losses, _, _ = loss_matrices(rows)
     paths["profile"] = plot_performance_profile(normalised_scores(losses, reference), folder / "profile.png", reference)
-    trajectories_path = folder / "trajectories.csv"
-    if plot_agents and trajectories_path.is_file():
-        trajectories = read_rows(trajectories_path)
+    if plot_agents and all((Path(f) / "trajectories.csv").is_file() for f in folders):
+        trajectories = pooled_rows(folders, "trajectories.csv")
         shown = instances[:plot_instances]
         titles = {}
         for row in rows:

@@ -115,3 +115,15 @@ def test_a_real_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(episode_command, "run", broken)
     with pytest.raises(KeyError):
         main(["episode", "mnist1d-mlp"])
+
+
+def test_set_reads_a_json_value_from_a_file(tmp_path):
+    import json
+
+    from lrgym.commands.common import parse_overrides
+
+    choice = {"scheduler": "StepLR", "initial_lr": 0.1, "kwargs": {"step_size": 50, "gamma": 0.7}, "score": 1.0}
+    (tmp_path / "choice.json").write_text(json.dumps(choice))
+    assert parse_overrides([f"base_schedule=@{tmp_path / 'choice.json'}"]) == {"base_schedule": choice}
+    with pytest.raises(ValueError, match="no file"):
+        parse_overrides([f"base_schedule=@{tmp_path / 'missing.json'}"])

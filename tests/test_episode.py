@@ -160,3 +160,20 @@ def test_residual_and_relative_reward_need_a_base_schedule():
         make(action="residual")
     with pytest.raises(ValueError, match="base_schedule"):
         make(reward="relative_terminal")
+
+
+def test_a_residual_scale_free_controller_acts_on_any_task_of_its_spaces(tmp_path, tiny_task):
+    from lrgym.agents import make_agent
+
+    from .tiny_training import train_tiny
+
+    trained_on = tiny_task.replace(features="scale-free", action="residual", base_schedule=BASE,
+                                   reward="relative_terminal")
+    train_tiny(tmp_path / "controller", trained_on, "ppo-monte-carlo", timesteps=40)
+    other = tiny_task.replace(steps=30, batch_size=16)  # the default xu state and scale action
+    agent = make_agent(f"ppo:{tmp_path / 'controller'}", other)
+    assert agent.task_overrides == {"features": "scale-free", "action": "residual", "base_schedule": BASE}
+    result = run_episode(agent, other, seed=1, device="cpu")
+    assert result.task.features == "scale-free" and result.task.action == "residual"
+    assert result.task.reward == "val_loss" and result.task.steps == 30  # the rest stays the task's own
+    assert len(result.first_observation) == len(SCALE_FREE_FEATURE_NAMES)

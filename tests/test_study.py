@@ -61,3 +61,21 @@ def test_aggregate_says_how_to_get_results(tmp_path, capsys):
 def test_aggregate_refuses_too_few_bootstrap_replicates(tmp_path, repetitions):
     write_evaluation(tmp_path)
     assert main(["aggregate", str(tmp_path), "--reference", "ref", "--repetitions", repetitions]) == 2
+
+
+def test_aggregate_pools_evaluations_of_the_same_runs_and_refuses_unpaired_ones(tmp_path):
+    first, second, out = tmp_path / "a", tmp_path / "b", tmp_path / "out"
+    for folder in (first, second):
+        folder.mkdir()
+        write_evaluation(folder)
+    # the second evaluation holds other agents on the same instances and seeds
+    text = (second / "results.csv").read_text().replace("ref,", "ref2,").replace("good,", "good2,").replace(
+        "bad,", "bad2,")
+    (second / "results.csv").write_text(text)
+    (second / "trajectories.csv").write_text(
+        (second / "trajectories.csv").read_text().replace("ref,", "ref2,").replace("good,", "good2,").replace(
+            "bad,", "bad2,"))
+    assert main(["aggregate", str(first), str(second), "--reference", "ref", "--out", str(out),
+                 "--repetitions", "20"]) == 0
+    assert "| good2 |" in (out / "aggregate.md").read_text()
+    assert main(["aggregate", str(first), str(first), "--reference", "ref", "--out", str(out)]) == 2  # agents twice

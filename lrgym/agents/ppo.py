@@ -37,6 +37,7 @@ class PPOAgent:
         self.normalizer = normalizer
         self.action_mode = action_mode
         self.deterministic = deterministic
+        self.task_overrides: dict[str, Any] = {}  # set by load_ppo_agent: see acting_overrides
         self._lstm_state: Any = None
         self._episode_start = True
 
@@ -69,13 +70,37 @@ class PPOAgent:
         return action[0]
 
 
+def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
+    """The task fields a controller brings wherever it acts: the observation it was trained on
+    (``features``), its action mode and, for a ``residual`` controller, the base schedule it
+    corrects. Other fields (budget, interval, ``lr_scale``, reward) stay the task's own."""
+    trained_on = card["task"]
+    overrides: dict[str, Any] = {
+        "features": trained_on.get("features", "xu"), "action": card["signature"]["action"],
+    }
+    if trained_on.get("base_schedule") is not None:
+        overrides["base_schedule"] = trained_on["base_schedule"]
+    return overrides
+
+
 def load_ppo_agent(
     path: str | Path, task: TaskSpec | None = None, device: str = "cpu", deterministic: bool = True
 ) -> PPOAgent:
-    """The controller saved in checkpoint folder ``path``, checked against ``task`` (no pickle is read)."""
-    controller = load_controller(path, task=task, device=device)
+    """The controller saved in checkpoint folder ``path``, checked against ``task`` (no pickle is read).
+
+    The agent carries :func:`acting_overrides` as its ``task_overrides``: a controller
+    trained on the scale-free state (or as a residual of a base schedule) acts so on any
+    task with the same spaces, and :func:`lrgym.agents.run_episode` builds its env so.
+    """
+    from lrgym.checkpoint import read_card
+
+    card = read_card(path)
+    overrides = acting_overrides(card)
+    controller = load_controller(path, task=task.replace(**overrides) if task is not None else None, device=device)
     action_mode = controller.card["signature"]["action"]
-    return PPOAgent(controller.policy, controller.normalizer, action_mode, deterministic)
+    agent = PPOAgent(controller.policy, controller.normalizer, action_mode, deterministic)
+    agent.task_overrides = overrides
+    return agent
 
 
 def from_checkpoint(spec: AgentSpec, task: TaskSpec, device: str = "cpu", **options: Any) -> PPOAgent:

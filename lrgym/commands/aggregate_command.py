@@ -10,7 +10,11 @@ HELP = "aggregate an evaluation across its instances: IQM, bootstrap CIs, probab
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="an evaluation folder (results.csv, trajectories.csv)")
+    parser.add_argument(
+        "folders", nargs="+",
+        help="evaluation folders (results.csv, trajectories.csv) on the same instances and seeds, pooled",
+    )
+    parser.add_argument("--out", default=None, help="where to write (default: the first folder)")
     parser.add_argument("--reference", required=True, help="the agent every score is normalised by")
     parser.add_argument(
         "--compare-with", default="",
@@ -31,10 +35,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repetitions < 10:
         raise ValueError(f"--repetitions must be at least 10, got {args.repetitions}")
+    out = args.out or args.folders[0]
     paths = write_aggregate(
-        args.folder, args.reference, comma_list(args.compare_with), args.by,
-        comma_list(args.plot_agents), args.plot_instances, args.repetitions,
+        args.folders, args.reference, comma_list(args.compare_with), args.by,
+        comma_list(args.plot_agents), args.plot_instances, args.repetitions, out=out,
     )
     print(paths["aggregate"].read_text())
-    print(f"wrote {args.folder}/: " + ", ".join(path.name for path in paths.values()))
+    print(f"wrote {out}/: " + ", ".join(path.name for path in paths.values()))
     return 0

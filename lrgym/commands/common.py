@@ -59,7 +59,13 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``["steps=200", "initial_lrs=[0.01]"]`` -> ``{"steps": 200, "initial_lrs": [0.01]}`` (TOML values)."""
+    """``["steps=200", "initial_lrs=[0.01]"]`` -> ``{"steps": 200, "initial_lrs": [0.01]}`` (TOML values).
+
+    ``FIELD=@FILE.json`` reads the value from a JSON file, e.g. a step-grid choice written by
+    ``lrgym tune`` as the ``base_schedule`` of a residual controller.
+    """
+    import json
+
     from lrgym.specs import tomllib
 
     overrides = {}
@@ -67,6 +73,15 @@ def parse_overrides(items: list[str]) -> dict:
         if "=" not in item:
             raise ValueError(f"--set needs FIELD=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        if value.startswith("@"):
+            path = Path(value[1:])
+            if not path.is_file():
+                raise ValueError(f"--set {key}=@FILE: no file {path}")
+            try:
+                overrides[key.strip()] = json.loads(path.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--set {key}=@{path}: not JSON ({error})") from error
+            continue
         try:
             overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
