@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,optimizers]'
+	$(BIN)/pip install --quiet -e '.[dev,optimizers,ray]'
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -58,3 +58,15 @@ EVALUATE=($LRGYM evaluate $FAMILY --instances "$INSTANCES" --seeds "$SEEDS" --jo
 $LRGYM aggregate "$CONTROLLERS" "$OUT/eval-baselines" --reference step-grid-family \
     --compare-with step-grid-small,prodigy,hypergradient --plot-agents ppo:F,ppo:E,step-grid-small \
     --out "$OUT/summary"
+
+# 5. the best cell (F) on the old single-task protocol (10 seeds of mnist1d-mlp against the
+#    step decay tuned on it, shipped beside checkpoints/mnist1d-mlp-ppo) and transferred to
+#    tasks outside the family (against the family-tuned step decay, transferred as it is)
+mkdir -p "$OUT/single-task/step-grid"
+cp checkpoints/mnist1d-mlp-ppo/step-grid-mnist1d-mlp-*.json "$OUT/single-task/step-grid/"
+$LRGYM evaluate mnist1d-mlp --agents "step-grid,ppo:$OUT/F,ppo:checkpoints/mnist1d-mlp-ppo,prodigy" --seeds 10 \
+    --jobs "$JOBS" --out "$OUT/single-task"
+for target in mnist1d-lenet fashion-mnist-quick; do
+    $LRGYM transfer "$OUT/F" $target --baseline-config "$CHOICE" --target-baselines prodigy,constant \
+        --seeds 10 --jobs "$JOBS" --out "$OUT/transfer-$target"
+done

@@ -269,6 +269,25 @@ def card_file(folder: str | Path, card: dict[str, Any], role: str) -> Path:
     return Path(folder) / card["files"][role]["name"]
 
 
+def export_for_acting(folder: str | Path, out: str | Path) -> Path:
+    """Copy what acting needs of checkpoint ``folder`` into the new folder ``out``: the card
+    (listing only those files) and the weights and statistics; no SB3 pickle. How a trained
+    run becomes a shipped controller in ``checkpoints/``.
+
+    :raises ValueError: ``out`` exists, or a file of ``folder`` changed since it was saved.
+    """
+    folder, out = Path(folder), Path(out)
+    if out.exists():
+        raise ValueError(f"{out} exists: export into a new folder")
+    card = read_card(folder, ACTING_ROLES)
+    out.mkdir(parents=True)
+    for role in ACTING_ROLES:
+        shutil.copyfile(card_file(folder, card, role), out / card["files"][role]["name"])
+    card["files"] = {role: card["files"][role] for role in ACTING_ROLES}
+    (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
+    return out
+
+
 def algorithm_class(kind: str) -> type:
     """The SB3 class that trains agent kind ``kind`` (``ppo`` or ``ppo-lstm``)."""
     import importlib

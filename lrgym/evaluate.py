@@ -4,10 +4,11 @@ Seeds are paired: run ``seed`` of every agent starts from the same initial weigh
 sees the same batches and is scored on the same validation subset (the env derives
 all of them from the seed), so agents can be compared seed by seed.
 
-Runs are spread over worker processes by :func:`lrgym.parallel.run_jobs`
-(spawn context: CUDA and a forked torch do not mix); each worker uses one torch
-thread, loads each dataset once (``lrgym.data`` caches it per process) and builds
-each agent once, then reuses it for every seed it is given.
+Runs are spread over worker processes, or Ray tasks, by :func:`lrgym.parallel.run_placed`
+(the backend decides; spawn context: CUDA and a forked torch do not mix); each worker
+uses one torch thread, loads each dataset once (``lrgym.data`` caches it per process)
+and builds each agent once, then reuses it for every seed it is given. Each result row
+records the node it ran on (``node``); nothing else depends on where it ran.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_placed
 from lrgym.specs import TaskSpec
 
 RESULT_COLUMNS = (
@@ -28,9 +29,9 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time", "initial_val_loss",
+    "diverged", "decisions", "wall_time", "initial_val_loss", "node",
 )
-TEXT_COLUMNS = ("agent", "trainee_optimizer")
+TEXT_COLUMNS = ("agent", "trainee_optimizer", "node")
 TRAJECTORY_COLUMNS = (
     "agent", "seed", "decision", "step", "lr", "train_loss", "val_loss", "val_accuracy", "reward",
 )
@@ -195,6 +196,7 @@ def resolve_tuned_agents(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     max_tuning_s: float | None = None,
+    backend: Backend = LOCAL,
 ) -> tuple[list[AgentEntry], list[str]]:
     """Tune every step-grid agent that has no ``config`` once, here, on ``task``'s tuning seeds.
 
@@ -226,7 +228,7 @@ def resolve_tuned_agents(
             else:
                 choice = tune_step_grid(
                     tuning_task, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}),
-                    max_seconds=max_tuning_s,
+                    max_seconds=max_tuning_s, backend=backend,
                 )
                 if path is not None:
                     save_choice(choice, path)
@@ -248,6 +250,7 @@ def evaluate(
     cache_dir: str | Path | None = None,
     population: int | None = None,
     max_tuning_s: float | None = None,
+    backend: Backend = LOCAL,
 ) -> Evaluation:
     """Run every agent on every seed of ``task``.
 
@@ -264,7 +267,9 @@ def evaluate(
         agents, one episode per job. 0 turns populations off; default
         :data:`lrgym.population.POPULATION_MIN`.
     :param max_tuning_s: refuse a step-grid tuning estimated to take longer (``None``: no bound).
-    :return: result and trajectory rows ordered by agent, then seed.
+    :param backend: where the runs execute (:class:`lrgym.parallel.Backend`: local processes or Ray).
+    :return: result and trajectory rows ordered by agent, then seed; each result row has
+        the ``node`` it ran on.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
     labels = [entry.label for entry in entries]
@@ -273,7 +278,9 @@ def evaluate(
     if not entries or not seeds:
         raise ValueError("need at least one agent and one seed")
     env_options = dict(env_options or {})
-    entries, notes = resolve_tuned_agents(entries, task, jobs, env_options, cache_dir, progress, max_tuning_s)
+    entries, notes = resolve_tuned_agents(
+        entries, task, jobs, env_options, cache_dir, progress, max_tuning_s, backend
+    )
     notes += _check_agents_build(entries, task)
     from lrgym.agents.population import can_run_as_population
     from lrgym.population import POPULATION_MIN
@@ -288,20 +295,21 @@ def evaluate(
             work += [(entry, list(seeds[index::chunks]), True) for index in range(chunks)]
         else:
             work += [(entry, [seed], False) for seed in seeds]
-    batches = run_jobs(
+    placed = run_placed(
         run_batch, [(entry, task, batch, env_options, as_population) for entry, batch, as_population in work],
         jobs, description=f"evaluate {task.name}", progress=progress,
+        backend=backend, device=str(env_options.get("device", "auto")),
     )
     by_run = {
-        (entry.label, seed): outcome
-        for (entry, batch, _), outcomes in zip(work, batches, strict=True)
+        (entry.label, seed): (outcome, node)
+        for (entry, batch, _), (outcomes, node) in zip(work, placed, strict=True)
         for seed, outcome in zip(batch, outcomes, strict=True)
     }
     results, trajectories = [], []
     for entry in entries:
         for seed in seeds:
-            result, trajectory = by_run[entry.label, seed]
-            results.append(result)
+            (result, trajectory), node = by_run[entry.label, seed]
+            results.append({**result, "node": node})
             trajectories.extend(trajectory)
     return Evaluation(task, labels, list(seeds), results, trajectories, notes)
 

@@ -36,7 +36,7 @@ from lrgym.evaluate import (
     write_csv,
 )
 from lrgym.family import INSTANCE_FIELDS, TaskFamily, instance_fields
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_placed
 from lrgym.specs import TaskSpec
 
 FAMILY_STEP_GRID_KIND = "step-grid-family"
@@ -74,6 +74,7 @@ def resolve_instance_agents(
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
     progress: bool = True,
+    backend: Backend = LOCAL,
 ) -> tuple[dict[tuple[str, int], AgentEntry], list[str]]:
     """The entry each agent runs on each task (position in ``tasks``), step decays tuned.
 
@@ -88,7 +89,7 @@ def resolve_instance_agents(
     for entry in entries:
         kind = None if entry.name.startswith("ppo:") else load_agent_spec(entry.name).kind
         if kind == STEP_GRID_KIND and "config" not in entry.options:
-            choices = tune_instances(tasks, entry.name, jobs, progress, env_options, grid_cache)
+            choices = tune_instances(tasks, entry.name, jobs, progress, env_options, grid_cache, backend)
             for position, choice in enumerate(choices):
                 options = {**entry.options, "config": choice}
                 resolved[entry.label, position] = AgentEntry(entry.label, entry.name, options)
@@ -99,7 +100,7 @@ def resolve_instance_agents(
             )
             continue
         if kind == FAMILY_STEP_GRID_KIND and "config" not in entry.options:
-            choice = tune_step_grid_family(family, entry.name, jobs, progress, env_options, grid_cache)
+            choice = tune_step_grid_family(family, entry.name, jobs, progress, env_options, grid_cache, backend)
             entry = AgentEntry(entry.label, entry.name, {**entry.options, "config": choice})
             notes.append(
                 describe_choice(entry.label, choice)
@@ -119,12 +120,14 @@ def evaluate_instances(
     env_options: Mapping[str, Any] | None = None,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
 ) -> FamilyEvaluation:
     """Run every agent on every seed of every instance of ``family`` in ``instances``.
 
     :param instances: instance indices (e.g. from :func:`lrgym.family.parse_instances`).
     :param seeds: episode seeds, the same for every agent on an instance (paired runs).
     :param cache_dir: where tuned step-decay choices are cached.
+    :param backend: where the runs execute (local processes or Ray tasks); each row records its ``node``.
     :return: rows ordered by agent, instance, seed.
     """
     entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
@@ -135,18 +138,19 @@ def evaluate_instances(
         raise ValueError("need at least one agent, one instance and one seed")
     env_options = dict(env_options or {})
     tasks = [family.instance(index) for index in instances]
-    resolved, notes = resolve_instance_agents(entries, family, tasks, jobs, env_options, cache_dir, progress)
+    resolved, notes = resolve_instance_agents(entries, family, tasks, jobs, env_options, cache_dir, progress, backend)
     for label in labels:  # a bad name or checkpoint fails here, before any worker starts
         _build_agent(resolved[label, 0], tasks[0])
     work = [(label, position, seed) for label in labels for position in range(len(tasks)) for seed in seeds]
-    outcomes = run_jobs(
+    outcomes = run_placed(
         run_one, [(resolved[label, position], tasks[position], seed, env_options) for label, position, seed in work],
         jobs, description=f"evaluate {len(tasks)} {family.name} instances", progress=progress,
+        backend=backend, device=str(env_options.get("device", "auto")),
     )
     results, trajectories = [], []
-    for (_, position, _), (result, trajectory) in zip(work, outcomes, strict=True):
+    for (_, position, _), ((result, trajectory), node) in zip(work, outcomes, strict=True):
         index = int(instances[position])
-        results.append({"instance": index, **result, **_csv_fields(tasks[position])})
+        results.append({"instance": index, **result, **_csv_fields(tasks[position]), "node": node})
         trajectories.extend({"instance": index, **row} for row in trajectory)
     return FamilyEvaluation(family, [int(i) for i in instances], labels, list(seeds), results, trajectories, notes)
 

@@ -40,7 +40,7 @@ import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
 from lrgym.callbacks import (
     EpisodeLogCallback,
@@ -64,6 +64,7 @@ from lrgym.checkpoint import (
 )
 from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
 from lrgym.family import FamilyEnv, TaskFamily
+from lrgym.parallel import LOCAL, Backend, local_node, make_vec_env
 from lrgym.specs import AgentSpec, TaskSpec
 
 WALL_TIME_FILE = "wall_time.json"
@@ -114,9 +115,16 @@ def _training_env(
 
 
 def make_training_env(
-    task: TaskSpec | TaskFamily, n_envs: int, first_seed: int, env_options: dict[str, Any], population: int = 1
+    task: TaskSpec | TaskFamily,
+    n_envs: int,
+    first_seed: int,
+    env_options: dict[str, Any],
+    population: int = 1,
+    backend: Backend = LOCAL,
 ) -> VecEnv:
-    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for more.
+    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for
+    more; in Ray actors spread over the cluster with the ray backend (:func:`lrgym.parallel.make_vec_env`).
+    Each env loads its dataset where it runs (``env_options`` carry ``data_dir``).
 
     :param task: a task, or a family (family envs on its train instances).
     :param population: with more than 1, each of the ``n_envs`` processes (this one for 1)
@@ -133,14 +141,18 @@ def make_training_env(
                 "--population trains one task; a family draws a new instance every episode: "
                 "train it on single envs (--n-envs) or pass one of its tasks"
             )
+        if backend.is_ray:
+            raise ValueError("--population with --backend ray is not supported yet: use one or the other")
         if n_envs > 1:
             return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, **env_options))
         return VecMonitor(PopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
     factories = [
-        functools.partial(_training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1)
+        functools.partial(
+            _training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1 or backend.is_ray
+        )
         for index in range(n_envs)
     ]
-    return SubprocVecEnv(factories) if n_envs > 1 else DummyVecEnv(factories)
+    return make_vec_env(factories, backend, device=env_options["device"])
 
 
 def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpec, int]]:
@@ -216,6 +228,7 @@ def train(
     download: bool = False,
     progress_bar: bool = True,
     extra_callbacks: list[BaseCallback] | None = None,
+    backend: Backend = LOCAL,
 ) -> TrainResult:
     """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
 
@@ -226,13 +239,15 @@ def train(
         ``tensorboard/``, ``wall_time.json``.
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
-    :param n_envs: trainees trained in parallel (subprocesses when more than one).
+    :param n_envs: trainees trained in parallel (subprocesses when more than one; Ray actors
+        with the ray backend, the PPO updates staying in this process).
     :param population: trainees per process, trained in lock-step as one population
         (1: one single env per process).
     :param device: trainees and policy: ``auto`` (GPU when present), ``cpu``, ``cuda``.
     :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
         training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
+    :param backend: where the training envs run (:class:`lrgym.parallel.Backend`).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -266,7 +281,10 @@ def train(
             raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
         progress = TrainingProgress()
         first_seed = TRAINING_SEED_START
-    venv = make_training_env(task, n_envs, first_seed, env_options, population)
+    venv = make_training_env(task, n_envs, first_seed, env_options, population, backend)
+    workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
+    if backend.is_ray:
+        print(f"ray: {venv.placement()}", flush=True)
     logger, clock = None, None
     try:
         if resume:
@@ -312,6 +330,7 @@ def train(
                 "device": {"trainee": device_name, "policy": str(model.device)},
                 "n_envs": n_envs,
                 "population": population,
+                "workers": workers,
                 "seed": seed,
                 "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out},
                 "selection": selection,

@@ -27,6 +27,7 @@ from typing import Any
 
 from lrgym.evaluate import STEP_GRID_KIND, AgentEntry
 from lrgym.family import TaskFamily
+from lrgym.parallel import LOCAL, Backend
 from lrgym.specs import TaskSpec
 
 TRANSFERRED_BASELINE = "step-grid (transferred)"
@@ -76,6 +77,7 @@ def transferred_choice(
     progress: bool = True,
     max_tuning_s: float | None = None,
     family: TaskFamily | None = None,
+    backend: Backend = LOCAL,
 ) -> tuple[dict[str, Any], str]:
     """The step-decay choice of the source task (or family), and where it came from.
 
@@ -100,7 +102,8 @@ def transferred_choice(
     if cached is not None and cached.is_file():
         return load_choice(cached), f"tuned earlier on the source task ({cached})"
     choice = tune_step_grid(
-        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), max_seconds=max_tuning_s
+        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), max_seconds=max_tuning_s,
+        backend=backend,
     )
     if cached is not None:
         save_choice(choice, cached)
@@ -139,6 +142,7 @@ def plan_transfer(
     cache_dir: str | Path | None = None,
     progress: bool = True,
     max_tuning_s: float | None = None,
+    backend: Backend = LOCAL,
 ) -> TransferPlan:
     """Check that the controller fits ``target`` and choose the agents to compare.
 
@@ -159,7 +163,7 @@ def plan_transfer(
     family = TaskFamily.from_dict(card["family"]) if card.get("family") else None
     choice, origin = transferred_choice(
         checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
-        cache_dir=cache_dir, progress=progress, max_tuning_s=max_tuning_s, family=family,
+        cache_dir=cache_dir, progress=progress, max_tuning_s=max_tuning_s, family=family, backend=backend,
     )
     trained_on = f"the family `{family.name}`" if family else f"`{source.name}`"
     entries = [
@@ -189,11 +193,13 @@ def run_transfer(
     jobs: int = 1,
     env_options: Mapping[str, Any] | None = None,
     max_tuning_s: float | None = None,
+    backend: Backend = LOCAL,
 ) -> dict[str, Path]:
     """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
 
     Step-decay choices tuned here are cached in ``folder/step-grid``; a tuning estimated to
-    take longer than ``max_tuning_s`` is refused before it starts (``None``: no bound).
+    take longer than ``max_tuning_s`` is refused before it starts (``None``: no bound);
+    ``backend`` says where the runs execute.
     :returns: the written paths (as :func:`lrgym.evaluate.write_evaluation`).
     """
     from lrgym.evaluate import evaluate, write_evaluation
@@ -202,11 +208,11 @@ def run_transfer(
     cache_dir = folder / "step-grid"
     plan = plan_transfer(
         checkpoint, target, baseline_config, target_baselines, jobs=jobs,
-        env_options=env_options, cache_dir=cache_dir, max_tuning_s=max_tuning_s,
+        env_options=env_options, cache_dir=cache_dir, max_tuning_s=max_tuning_s, backend=backend,
     )
     evaluation = evaluate(
         target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir,
-        max_tuning_s=max_tuning_s,
+        max_tuning_s=max_tuning_s, backend=backend,
     )
     evaluation.notes[:0] = plan.notes
     title = f"Transfer {plan.source_name} -> {target.name}"

@@ -280,3 +280,15 @@ def test_a_trusted_format_1_checkpoint_is_upgraded_to_act_without_pickle(trained
     upgraded, original = (run_episode(make_agent(f"ppo:{folder}", tiny_task), tiny_task, seed=2).trajectory
                           for folder in (checkpoint, trained))
     assert [row.lr for row in upgraded] == [row.lr for row in original] and len(upgraded) == 4
+
+
+def test_an_exported_controller_holds_no_pickle_and_acts_the_same(checkpoint, tiny_task, tmp_path):
+    from lrgym.checkpoint import export_for_acting
+
+    out = export_for_acting(checkpoint, tmp_path / "shipped")
+    assert not list(out.glob("*.pkl")) and not list(out.glob("*.zip"))
+    original = run_episode(make_agent(f"ppo:{checkpoint}", tiny_task), tiny_task, seed=2)
+    exported = run_episode(make_agent(f"ppo:{out}", tiny_task), tiny_task, seed=2)
+    assert [d.lr for d in exported.trajectory] == [d.lr for d in original.trajectory]
+    with pytest.raises(ValueError, match="exists"):
+        export_for_acting(checkpoint, out)

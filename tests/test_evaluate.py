@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import socket
 
 import pytest
 
@@ -39,6 +40,7 @@ def test_evaluate_command_writes_every_output_with_the_right_columns(tmp_path, c
     assert sorted((row["agent"], row["seed"]) for row in rows) == [
         ("constant", 0), ("constant", 1), ("cosine", 0), ("cosine", 1)
     ]
+    assert {row["node"] for row in rows} == {socket.gethostname()}  # where each ran: the worker's host
     with open(out / "trajectories.csv", newline="") as handle:
         trajectory = list(csv.DictReader(handle))
     assert len(trajectory) == 2 * 2 * 4  # agents x seeds x decisions

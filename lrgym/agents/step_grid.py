@@ -34,7 +34,7 @@ from typing import Any
 
 from lrgym.agents.base import make_env, run_episode
 from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_jobs
 from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
 
 SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
@@ -154,6 +154,7 @@ def tune_step_grid(
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
     max_seconds: float | None = None,
+    backend: Backend = LOCAL,
 ) -> dict[str, Any]:
     """Run a grid spec's every configuration on tuning seeds of ``task``; return the choice.
 
@@ -169,6 +170,7 @@ def tune_step_grid(
     :param progress: show a tqdm progress bar.
     :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
     :param max_seconds: refuse (``ValueError``) a tuning estimated to take longer; ``None``: no bound.
+    :param backend: where the runs execute (local processes or Ray tasks; the same choice either way).
     :returns: a JSON-able dict: ``initial_lr``, ``scheduler``, ``kwargs`` (what the agent
         runs), ``score`` (its mean best validation loss), ``selection``, ``tuning_seeds``,
         ``tuned_on`` (the task spec), ``agent`` (the grid spec) and ``grid`` (every row with
@@ -195,6 +197,7 @@ def tune_step_grid(
         score_configurations,
         [(task, [(configurations[index], seed) for index, seed in batch], env_options) for batch in batches],
         jobs, description=f"tuning {spec.name} on {task.name}", unit="population", progress=progress,
+        backend=backend, device=str(env_options.get("device", "auto")),
     )
     scores = {run: score for batch, values in zip(batches, batch_scores, strict=True) for run, score in zip(
         batch, values, strict=True)}

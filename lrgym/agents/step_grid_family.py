@@ -44,7 +44,7 @@ from lrgym.agents.step_grid import (
     score_configuration,
 )
 from lrgym.family import TaskFamily, load_family
-from lrgym.parallel import run_jobs
+from lrgym.parallel import LOCAL, Backend, run_jobs
 from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
 
 FAMILY_SELECTION = (
@@ -97,6 +97,7 @@ def tune_instances(
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
 ) -> list[dict[str, Any]]:
     """Tune the grid on each task's own tuning seeds (the per-instance oracle).
 
@@ -121,6 +122,7 @@ def tune_instances(
         score_configuration,
         [(tasks[position], configurations[index], seed, dict(env_options or {})) for position, index, seed in runs],
         jobs, description=f"tuning {spec.name} on {len(todo)} instance(s)", unit="it", progress=progress,
+        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
     )
     by_run = dict(zip(runs, scores, strict=True))
     for position in todo:
@@ -140,6 +142,7 @@ def tune_step_grid_family(
     progress: bool = True,
     env_options: Mapping[str, Any] | None = None,
     cache_dir: str | Path | None = None,
+    backend: Backend = LOCAL,
 ) -> dict[str, Any]:
     """One configuration for the whole family, chosen on its train instances (see the module docstring).
 
@@ -169,6 +172,7 @@ def tune_step_grid_family(
         score_configuration,
         [(tasks[k], configurations[c], seed, dict(env_options or {})) for k, c, seed in runs],
         jobs, description=f"tuning {spec.name} on {count} {family.name} instances", unit="it", progress=progress,
+        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
     )
     by_run = dict(zip(runs, scores, strict=True))
 

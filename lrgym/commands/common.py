@@ -100,6 +100,26 @@ def comma_list(text: str, flag: str | None = None) -> list[str]:
     return names
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--backend`` and ``--ray-address``: where runs execute (see ``lrgym.parallel``)."""
+    parser.add_argument(
+        "--backend", choices=("local", "ray"), default="local",
+        help="where runs execute: local worker processes (default) or a Ray cluster (pip install 'lrgym[ray]')",
+    )
+    parser.add_argument(
+        "--ray-address", default=None, metavar="ADDRESS",
+        help="with --backend ray: the cluster (HOST:PORT of its head, or auto) or local for a fresh "
+             "local instance (default: the running cluster if any, else a local instance)",
+    )
+
+
+def backend(args: argparse.Namespace):
+    """The :class:`lrgym.parallel.Backend` the flags ask for (a clear error if Ray is missing)."""
+    from lrgym.parallel import Backend
+
+    return Backend(args.backend, args.ray_address)
+
+
 def env_options(args: argparse.Namespace) -> dict:
     return {"device": args.device, "data_dir": args.data_dir, "download": args.download}
 

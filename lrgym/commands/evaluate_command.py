@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
+    add_backend_arguments,
     add_data_arguments,
     add_override_argument,
+    backend,
     comma_list,
     env_options,
     out_dir,
@@ -35,6 +37,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
     )
     add_override_argument(parser)
     add_data_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def max_tuning_s(args: argparse.Namespace) -> float | None:
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.family import load_family, parse_instances
     from lrgym.specs import load_task_spec
 
+    where = backend(args)
     family = load_family(args.task, **parse_overrides(args.overrides))
     if family.single and args.instances:
         raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
@@ -90,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
     evaluation = evaluate(
         task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
         env_options=env_options(args), cache_dir=folder / "step-grid", max_tuning_s=max_tuning_s(args),
+        backend=where,
     )
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())
@@ -104,7 +109,7 @@ def _run_family(args: argparse.Namespace, family, instances: list[int], entries:
     folder = out_dir(args.out or f"runs/evaluate-{family.name}")
     evaluation = evaluate_instances(
         family, instances, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid",
+        env_options=env_options(args), cache_dir=folder / "step-grid", backend=backend(args),
     )
     paths = write_family_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())

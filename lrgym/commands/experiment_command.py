@@ -18,6 +18,7 @@ import argparse
 import time
 
 from lrgym.commands.common import (
+    backend,
     comma_list,
     env_options,
     non_negative_int,
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.train import train
     from lrgym.transfer import run_transfer
 
+    where = backend(args)
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     targets = [load_task_spec(name, **parse_overrides(args.target_overrides)) for name in comma_list(args.transfer_to)]
     recipe = load_agent_spec(args.agent)
@@ -101,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
         choice = load_choice(choice_path)
         stage("tune step decay", since, f"reused {choice_path}")
     else:
-        choice = tune_step_grid(task, grid, jobs=jobs, env_options=options, max_seconds=max_tuning_s(args))
+        choice = tune_step_grid(
+            task, grid, jobs=jobs, env_options=options, max_seconds=max_tuning_s(args), backend=where
+        )
         save_choice(choice, choice_path)
         stage("tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
               f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = train(
             task, recipe, checkpoint, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
-            seed=args.train_seed, data_dir=args.data_dir, download=args.download,
+            seed=args.train_seed, data_dir=args.data_dir, download=args.download, backend=where,
         )
         stage("meta-train", since, f"{result.timesteps} timesteps, {result.episodes} episodes")
     # beside the controller, so `lrgym transfer` transfers this exact step-decay choice
@@ -129,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         AgentEntry(f"ppo:{checkpoint.name}", f"ppo:{checkpoint}"),
         *(AgentEntry(name, name) for name in comma_list(args.baselines)),
     ]
-    evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options)
+    evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options, backend=where)
     paths = write_evaluation(evaluation, folder / "evaluate", reference="step-grid",
                              title=f"Evaluation on {task.name}")
     stage("evaluate", since, str(paths["summary"]))
@@ -141,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         paths = run_transfer(
             checkpoint, target, seeds, folder / f"transfer-{target.name}",
             target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
-            max_tuning_s=max_tuning_s(args),
+            max_tuning_s=max_tuning_s(args), backend=where,
         )
         stage(f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())
@@ -151,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     machine = (
         f"{platform.machine()} {platform.system()}, {default_jobs()} CPU cores available, "
         f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-        + f", torch {torch.__version__}"
+        + f", torch {torch.__version__}" + (", runs on a Ray cluster (--backend ray)" if where.is_ray else "")
     )
     lines = [
         f"# Experiment on {task.name}", "",

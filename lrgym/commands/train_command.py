@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
+    add_backend_arguments,
     add_data_arguments,
     add_override_argument,
+    backend,
     non_negative_int,
     out_dir,
     parse_overrides,
@@ -28,7 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--timesteps", type=positive_int, default=None,
         help="total controller decisions to train on, all episodes together (default: the agent spec's)",
     )
-    parser.add_argument("--n-envs", type=positive_int, default=1, help="trainees trained in parallel (subprocesses)")
+    parser.add_argument(
+        "--n-envs", type=positive_int, default=1,
+        help="trainees trained in parallel (subprocesses; Ray actors with --backend ray)",
+    )
     parser.add_argument(
         "--population", type=positive_int, default=1,
         help="trainees per process trained in lock-step as one population (adam, adamw, sgd, momentum; "
@@ -48,6 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_override_argument(parser)
     add_data_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_agent_spec, project_root
     from lrgym.train import train
 
+    where = backend(args)
     task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
@@ -70,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,
             device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
-            progress_bar=not args.no_progress,
+            progress_bar=not args.no_progress, backend=where,
         )
     except KeyboardInterrupt:
         print(f"interrupted: continue with the same command and --resume (from the last checkpoint in {out}/periodic)")

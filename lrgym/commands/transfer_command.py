@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.commands.common import comma_list, env_options, out_dir, parse_overrides
+from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
 from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s, print_written
 
 HELP = "run a trained controller on another task against the step decay transferred the same way"
@@ -33,12 +33,13 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.specs import load_task_spec
     from lrgym.transfer import run_transfer
 
+    where = backend(args)
     target = load_task_spec(args.task, **parse_overrides(args.overrides))
     folder = out_dir(args.out or f"runs/transfer-{target.name}")
     paths = run_transfer(
         args.checkpoint, target, range(args.seeds), folder, args.baseline_config,
         comma_list(args.target_baselines), jobs=args.jobs or default_jobs(), env_options=env_options(args),
-        max_tuning_s=max_tuning_s(args),
+        max_tuning_s=max_tuning_s(args), backend=where,
     )
     print(paths["summary"].read_text())
     print_written(paths, folder)

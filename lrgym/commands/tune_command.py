@@ -15,7 +15,15 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.commands.common import add_data_arguments, add_override_argument, env_options, out_dir, parse_overrides
+from lrgym.commands.common import (
+    add_backend_arguments,
+    add_data_arguments,
+    add_override_argument,
+    backend,
+    env_options,
+    out_dir,
+    parse_overrides,
+)
 
 HELP = "tune a step-decay grid on a task, across a family's train instances, or per instance; write the choice JSON"
 
@@ -34,6 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for the choice JSON (default runs/tune-TASK)")
     add_override_argument(parser)
     add_data_arguments(parser)
+    add_backend_arguments(parser)
 
 
 def _describe(choice: dict) -> str:
@@ -53,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from lrgym.family import load_family, parse_instances
     from lrgym.specs import load_agent_spec
 
+    where = backend(args)
     family = load_family(args.task, **parse_overrides(args.overrides))
     spec = load_agent_spec(args.agent or ("step-grid" if family.single else "step-grid-family"))
     jobs = args.jobs or default_jobs()
@@ -61,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if spec.kind == "step-grid-family":
         if family.single:
             raise ValueError(f"{spec.name!r} tunes across a family's instances; {args.task!r} is a single task")
-        choice = tune_step_grid_family(family, spec, jobs=jobs, env_options=options, cache_dir=folder)
+        choice = tune_step_grid_family(family, spec, jobs=jobs, env_options=options, cache_dir=folder, backend=where)
         print(f"{family.name}: {_describe(choice)} over train instances {choice['tuning_instances']}")
         print(f"wrote {family_cache_path(folder, family, spec)}")
         return 0
@@ -73,13 +83,13 @@ def run(args: argparse.Namespace) -> int:
         if args.instances:
             raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
         task = family.instance(0)
-        choice = tune_step_grid(task, spec, jobs=jobs, env_options=options)
+        choice = tune_step_grid(task, spec, jobs=jobs, env_options=options, backend=where)
         path = save_choice(choice, cache_path(folder, task, spec))
         print(f"{task.name}: {_describe(choice)}\nwrote {path}")
         return 0
     if not args.instances:
         raise ValueError(f"a {spec.name!r} grid on the family {family.name!r} is tuned per instance: give --instances")
     tasks = [family.instance(index) for index in parse_instances(args.instances, family)]
-    for task, choice in zip(tasks, tune_instances(tasks, spec, jobs, True, options, folder), strict=True):
+    for task, choice in zip(tasks, tune_instances(tasks, spec, jobs, True, options, folder, where), strict=True):
         print(f"{task.name}: {_describe(choice)}  -> {instance_cache_path(folder, task, spec)}")
     return 0
