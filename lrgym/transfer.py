@@ -154,11 +154,13 @@ def plan_transfer(
     :param max_tuning_s: refuse a step-decay tuning estimated to take longer (``None``: no bound).
     :raises ValueError: the controller's observation or action space does not fit the target.
     """
+    from lrgym.agents.ppo import acting_overrides
     from lrgym.checkpoint import check_signature, read_card
 
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
-    check_signature(card, target, checkpoint)  # a clear error before anything runs
+    # a clear error before anything runs (the controller brings its state and action mode)
+    check_signature(card, target.replace(**acting_overrides(card)), checkpoint)
     source = TaskSpec(**card["task"])
     family = TaskFamily.from_dict(card["family"]) if card.get("family") else None
     choice, origin = transferred_choice(
