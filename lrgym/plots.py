@@ -20,6 +20,14 @@ import numpy as np  # noqa: E402
 from matplotlib import ticker  # noqa: E402
 
 
+def _save(figure: Any, path: str | Path) -> Path:
+    """Write ``figure`` to ``path`` (PNG, 120 dpi) and free it."""
+    path = Path(path)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
 def seed_matrix(
     trajectories: Sequence[Mapping[str, Any]], agent: str, key: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -88,10 +96,7 @@ def _plot_bands(
     axes.set_title(title, fontsize=10)
     axes.grid(True, which="both", alpha=0.25)
     axes.legend(fontsize=8, loc="best")
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_lr(
@@ -141,10 +146,7 @@ def plot_intervals(aggregates: Sequence[Any], path: str | Path, reference: str) 
         ax.grid(True, axis="x", alpha=0.25)
     axes[0].set_yticks(positions, [a.agent for a in items], fontsize=8)
     figure.suptitle("Normalised test loss at the best-validation point, 95% stratified bootstrap CIs", fontsize=10)
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_performance_profile(scores: Mapping[str, np.ndarray], path: str | Path, reference: str) -> Path:
@@ -163,10 +165,7 @@ def plot_performance_profile(scores: Mapping[str, np.ndarray], path: str | Path,
     axes.set_title("Performance profile (all test instances and seeds)", fontsize=10)
     axes.grid(True, alpha=0.25)
     axes.legend(fontsize=7, loc="lower right")
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_instance_lrs(
@@ -201,7 +200,4 @@ def plot_instance_lrs(
     for axes in list(grid.flat)[len(instances):]:
         axes.axis("off")
     grid.flat[0].legend(fontsize=7)
-    path = Path(path)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
