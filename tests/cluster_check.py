@@ -187,7 +187,7 @@ def check_actor_spread(address: str, expected_nodes: int) -> str:
         overrides = dict(item.split("=") for item in TINY[1::2])
         task = load_task_spec("mnist1d-mlp", **{key: int(value) for key, value in overrides.items()})
         venv = make_training_env(task, 2, 10_000, {"device": "cpu", "data_dir": None, "download": False},
-                                 Backend("ray", address))
+                                 backend=Backend("ray", address))
         try:
             observations = venv.reset()
             venv.step(venv.action_space.sample()[None].repeat(2, axis=0))

@@ -72,11 +72,25 @@ def test_the_choice_saved_in_the_checkpoint_folder_is_transferred(checkpoint):
     assert any("saved in the checkpoint folder" in note for note in plan.notes)
 
 
-def test_mismatched_spaces_are_a_clear_error(checkpoint, capsys):
-    code = main(["transfer", str(checkpoint), "mnist1d-lenet", "--set", "action=discrete", *TINY_FLAGS])
-    assert code == 2
+def test_a_controller_brings_its_action_mode_to_the_target(checkpoint, tmp_path):
+    out = tmp_path / "out"
+    assert main(["transfer", str(checkpoint), "mnist1d-lenet", "--set", "action=discrete", *TINY_FLAGS,
+                 "--out", str(out)]) == 0
+    assert "action='scale'" in (out / "summary.md").read_text()  # the controller acted in its own mode
+
+
+def test_mismatched_spaces_are_a_clear_error(checkpoint, tmp_path, capsys):
+    import json
+    import shutil
+
+    edited = tmp_path / "edited"
+    shutil.copytree(checkpoint, edited)
+    card = json.loads((edited / "card.json").read_text())
+    card["signature"]["features"] = ["a feature this lrgym does not compute"]
+    (edited / "card.json").write_text(json.dumps(card))
+    assert main(["transfer", str(edited), "mnist1d-lenet", *TINY_FLAGS]) == 2
     error = capsys.readouterr().err
-    assert "space signature mismatch" in error and "action" in error and "'discrete'" in error
+    assert "space signature mismatch" in error and "features" in error
 
 
 def test_a_folder_without_a_card_is_a_clear_error(tmp_path, capsys):
