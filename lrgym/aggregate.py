@@ -163,25 +163,17 @@ def aggregate(
     reference_losses = losses[reference]
     result = []
     for agent, matrix in losses.items():
-        ratio = matrix / reference_losses  # recomputed inside the bootstrap from paired draws
-
-        def ratio_iqm(a: np.ndarray, r: np.ndarray) -> float:
-            return iqm(a / r)
-
-        def ratio_mean(a: np.ndarray, r: np.ndarray) -> float:
-            return mean(a / r)
-
-        pair = [matrix, reference_losses]
+        pair = [matrix, reference_losses]  # resampled together, so each run keeps its paired reference
         result.append(
             AgentAggregate(
                 agent=agent,
                 runs=int(np.isfinite(matrix).sum()),
                 diverged=sum(1 for row in rows if row["agent"] == agent and bool(row.get("diverged"))),
                 iqm=iqm(scores[agent]),
-                iqm_interval=bootstrap_interval(ratio_iqm, pair, True, repetitions),
-                iqm_instance_interval=bootstrap_interval(ratio_iqm, pair, False, repetitions),
-                mean=mean(ratio),
-                mean_interval=bootstrap_interval(ratio_mean, pair, True, repetitions),
+                iqm_interval=bootstrap_interval(_ratio_iqm, pair, True, repetitions),
+                iqm_instance_interval=bootstrap_interval(_ratio_iqm, pair, False, repetitions),
+                mean=mean(scores[agent]),
+                mean_interval=bootstrap_interval(_ratio_mean, pair, True, repetitions),
                 improvement=probability_of_improvement(matrix, reference_losses),
                 improvement_interval=bootstrap_interval(probability_of_improvement, pair, True, repetitions),
                 improvement_instance_interval=bootstrap_interval(
@@ -190,6 +182,14 @@ def aggregate(
             )
         )
     return result
+
+
+def _ratio_iqm(losses: np.ndarray, reference_losses: np.ndarray) -> float:
+    return iqm(losses / reference_losses)
+
+
+def _ratio_mean(losses: np.ndarray, reference_losses: np.ndarray) -> float:
+    return mean(losses / reference_losses)
 
 
 def _interval(values: tuple[float, float]) -> str:

@@ -9,38 +9,13 @@ definitions are in :mod:`lrgym.aggregate`.
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lrgym.aggregate import aggregate, aggregate_markdown, iqm, loss_matrices, normalised_scores
-
-TEXT_COLUMNS = ("agent", "model", "optimizer", "dataset", "name", "family", "scheduler")
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """A results.csv or trajectories.csv as dicts: numbers parsed, booleans parsed, text kept."""
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            parsed: dict[str, Any] = {}
-            for key, value in row.items():
-                if key == "diverged":
-                    parsed[key] = value == "True"
-                elif key in TEXT_COLUMNS:
-                    parsed[key] = value
-                else:
-                    try:
-                        parsed[key] = math.nan if value == "" else float(value)
-                    except ValueError:
-                        parsed[key] = value
-            for key in ("seed", "instance", "decision", "step"):
-                if isinstance(parsed.get(key), float) and math.isfinite(parsed[key]):
-                    parsed[key] = int(parsed[key])
-            rows.append(parsed)
-    return rows
+from lrgym.evaluate import read_results
 
 
 def _breakdown(rows: list[dict[str, Any]], reference: str, column: str) -> str:
@@ -77,7 +52,7 @@ def pooled_rows(folders: Sequence[str | Path], name: str) -> list[dict[str, Any]
             raise FileNotFoundError(
                 f"{path} not found: run `lrgym evaluate FAMILY --instances ... --out {folder}`"
             )
-        part = read_rows(path)
+        part = read_results(path)
         for agent in dict.fromkeys(row["agent"] for row in part):
             if agent in seen:
                 raise ValueError(f"agent {agent!r} is in both {seen[agent]} and {folder}")
