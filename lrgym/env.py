@@ -14,7 +14,6 @@ from gymnasium.utils import seeding
 from lrgym.data import Dataset, load_dataset
 from lrgym.episode import (
     EpisodeTracker,
-    base_rates,
     check_action,
     checked_lr_sampler,
     clip_lr,
@@ -213,12 +212,7 @@ class LRControlEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.trainee is None:
             raise RuntimeError("call reset() before step()")
-        trainee, tracker = self.trainee, self.tracker
-        rates = tracker.decide(action)
-        train_loss = trainee.train(len(rates), self._lr_sampler, rates=rates)
-        diverged = not math.isfinite(train_loss) or train_loss > self.task.divergence_loss
-        measurement = None if diverged else trainee.measure()
-        observation, reward, done, info = tracker.record(train_loss, measurement)
+        observation, reward, done, info = run_interval(self.trainee, self.tracker, action, self._lr_sampler)
         if done:
             info.update(self._final_info())
         return observation, reward, done, False, info
@@ -301,19 +295,27 @@ def base_best_val_loss(dataset: Dataset, task: TaskSpec, trainee_seed: int, devi
     relevant = task.replace(action="lr", reward="val_loss", features="xu", initial_lrs=[1.0]).to_dict()
     key = (repr(sorted(relevant.items())), int(trainee_seed), str(device))
     if key not in _BASE_RUNS:
-        rates = [clip_lr(task, rate) for rate in base_rates(task)]
-        trainee = new_trainee(dataset, task, rates[0], trainee_seed, device)
-        best = trainee.measure().val_loss
-        for start in range(0, task.steps, task.interval):
-            window = rates[start : start + task.interval]
-            train_loss = trainee.train(len(window), rates=window)
-            if not math.isfinite(train_loss) or train_loss > task.divergence_loss:
-                break
-            measurement = trainee.measure()
-            if not measurement.finite or measurement.val_loss > task.divergence_loss:
-                break
-            best = min(best, measurement.val_loss)
+        # The base schedule is the residual action mode doing nothing: the same rates, rules and bookkeeping.
+        base_task = task.replace(action="residual", reward="val_loss", features="xu")
+        lr = start_lr(base_task, base_task.initial_lrs[0])
+        trainee = new_trainee(dataset, base_task, lr, trainee_seed, device)
+        tracker = EpisodeTracker(base_task, lr)
+        tracker.start(trainee.measure())
+        while not tracker.done:
+            run_interval(trainee, tracker, 0.0)
         if len(_BASE_RUNS) > 100_000:
             _BASE_RUNS.clear()
-        _BASE_RUNS[key] = best
+        _BASE_RUNS[key] = tracker.best_val_loss
     return _BASE_RUNS[key]
+
+
+def run_interval(
+    trainee: Trainee, tracker: EpisodeTracker, action: Any, lr_sampler: LRSampler | None = None
+) -> tuple[np.ndarray, float, bool, dict[str, Any]]:
+    """One decision of one trainee: the interval's rates from ``action``, those steps trained,
+    the trainee measured unless its training loss already diverged, and the tracker's verdict
+    (observation, reward, episode end, info)."""
+    rates = tracker.decide(action)
+    train_loss = trainee.train(len(rates), lr_sampler, rates=rates)
+    diverged = not math.isfinite(train_loss) or train_loss > tracker.task.divergence_loss
+    return tracker.record(train_loss, None if diverged else trainee.measure())
