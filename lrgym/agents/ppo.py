@@ -94,11 +94,12 @@ def load_ppo_agent(
     trained on the scale-free state (or as a residual of a base schedule) acts so on any
     task with the same spaces, and :func:`lrgym.agents.run_episode` builds its env so.
     """
-    from lrgym.checkpoint import read_card
+    from lrgym.checkpoint import check_signature
 
-    card = read_card(path)
-    overrides = acting_overrides(card)
-    controller = load_controller(path, task=task.replace(**overrides) if task is not None else None, device=device)
+    controller = load_controller(path, device=device)
+    overrides = acting_overrides(controller.card)
+    if task is not None:
+        check_signature(controller.card, task.replace(**overrides), path)
     action_mode = controller.card["signature"]["action"]
     agent = PPOAgent(controller.policy, controller.normalizer, action_mode, deterministic)
     agent.task_overrides = overrides
