@@ -73,7 +73,11 @@ def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
     The one rule for the environment and for a controller driving a plain training loop.
     The ``residual`` mode depends on the step as well: see :meth:`EpisodeTracker.decide`.
     """
-    value = check_action(task, action)
+    return _rate_after(task, lr, check_action(task, action))
+
+
+def _rate_after(task: TaskSpec, lr: float, value: float) -> float:
+    """:func:`next_lr` for an action already checked by :func:`check_action`."""
     if task.action in ("scale", "residual"):
         lr = lr * task.lr_scale ** float(np.clip(value, -1.0, 1.0))
     elif task.action == "discrete":
@@ -163,8 +167,9 @@ class EpisodeTracker:
             raise RuntimeError("call start() (the env's reset()) before deciding")
         task = self.task
         steps = min(task.interval, task.steps - self.step)
+        value = check_action(task, action)
         if task.action == "residual":
-            value = float(np.clip(check_action(task, action), -1.0, 1.0))
+            value = float(np.clip(value, -1.0, 1.0))
             self._correction += value
             multiplier = task.lr_scale**self._correction
             window = self._base[self.step : self.step + steps]
@@ -173,19 +178,18 @@ class EpisodeTracker:
             self._previous_action = value
             self.lr = rates[0]
         else:
-            self.lr = next_lr(task, self.lr, action)
+            self.lr = _rate_after(task, self.lr, value)
             rates = [self.lr] * steps
-            self._previous_action = self._action_value(action)
+            self._previous_action = self._action_value(value)
         self.lr_trajectory.append(self.lr)
         self._pending_steps = steps
         self.done = True  # until record(): an exception while training leaves no episode to continue
         return rates
 
-    def _action_value(self, action: Any) -> float:
-        """The action on the [-1, 1] scale the ``previous_action`` feature reports."""
+    def _action_value(self, value: float) -> float:
+        """The checked action on the [-1, 1] scale the ``previous_action`` feature reports."""
         if self.task.action == "lr":
             return 0.0  # absolute rates: the rate features say it all
-        value = check_action(self.task, action)
         return float(np.clip(value, -1.0, 1.0)) if self.task.action == "scale" else float(int(value) - 1)
 
     def record(
