@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,29 @@ def _seeds(spec: AgentSpec) -> list[int]:
     return seeds
 
 
+def _score_grid(
+    tasks: Sequence[TaskSpec],
+    positions: Iterable[int],
+    configurations: Sequence[Mapping[str, Any]],
+    seeds: Sequence[int],
+    jobs: int,
+    description: str,
+    progress: bool,
+    env_options: Mapping[str, Any] | None,
+    backend: Backend,
+) -> dict[tuple[int, int, int], float]:
+    """Every configuration on every seed of the tasks at ``positions``, all runs spread over
+    the workers together: (task position, configuration index, seed) -> best validation loss."""
+    options = dict(env_options or {})
+    runs = [(k, c, seed) for k in positions for c in range(len(configurations)) for seed in seeds]
+    scores = run_jobs(
+        score_configuration, [(tasks[k], configurations[c], seed, options) for k, c, seed in runs],
+        jobs, description=description, unit="it", progress=progress,
+        backend=backend, device=str(options.get("device", "auto")),
+    )
+    return dict(zip(runs, scores, strict=True))
+
+
 def tune_instances(
     tasks: Sequence[TaskSpec],
     spec: AgentSpec | str = "step-grid-small",
@@ -117,14 +140,10 @@ def tune_instances(
         if path is not None and path.is_file():
             choices[position] = load_choice(path)
     todo = [position for position, choice in enumerate(choices) if choice is None]
-    runs = [(position, index, seed) for position in todo for index in range(len(configurations)) for seed in seeds]
-    scores = run_jobs(
-        score_configuration,
-        [(tasks[position], configurations[index], seed, dict(env_options or {})) for position, index, seed in runs],
-        jobs, description=f"tuning {spec.name} on {len(todo)} instance(s)", unit="it", progress=progress,
-        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
+    by_run = _score_grid(
+        tasks, todo, configurations, seeds, jobs, f"tuning {spec.name} on {len(todo)} instance(s)",
+        progress, env_options, backend,
     )
-    by_run = dict(zip(runs, scores, strict=True))
     for position in todo:
         task_scores = {(index, seed): by_run[position, index, seed]
                        for index in range(len(configurations)) for seed in seeds}
@@ -167,14 +186,10 @@ def tune_step_grid_family(
         raise ValueError(f"tuning_instances must be between 1 and {len(train)}, got {count}")
     indices = [train[position] for position in range(count)]
     tasks = [family.instance(index) for index in indices]
-    runs = [(k, c, seed) for k in range(count) for c in range(len(configurations)) for seed in seeds]
-    scores = run_jobs(
-        score_configuration,
-        [(tasks[k], configurations[c], seed, dict(env_options or {})) for k, c, seed in runs],
-        jobs, description=f"tuning {spec.name} on {count} {family.name} instances", unit="it", progress=progress,
-        backend=backend, device=str(dict(env_options or {}).get("device", "auto")),
+    by_run = _score_grid(
+        tasks, range(count), configurations, seeds, jobs, f"tuning {spec.name} on {count} {family.name} instances",
+        progress, env_options, backend,
     )
-    by_run = dict(zip(runs, scores, strict=True))
 
     def instance_score(c: int, k: int) -> float:
         values = [by_run[k, c, seed] for seed in seeds]
