@@ -26,12 +26,12 @@ import torch.nn.functional as F
 
 import lrgym  # noqa: F401
 from lrgym.agents import make_env
-from lrgym.data import DataNotFoundError
-from lrgym.env import resolve_device
-from lrgym.family import load_family, parse_instances
-from lrgym.models import build_model
-from lrgym.specs import load_task_spec
-from lrgym.trainee import build_optimizer
+from lrgym.environment.lr_control_env import resolve_device
+from lrgym.tasks.family import load_family, parse_instances
+from lrgym.tasks.optimizers import build_optimizer
+from lrgym.tasks.specs import load_task_spec
+from lrgym.trainee.data import DataNotFoundError
+from lrgym.trainee.models import build_model
 
 
 def synchronize(device: torch.device) -> None:

@@ -27,8 +27,8 @@ import torch
 import lrgym  # noqa: F401
 from lrgym.agents import make_agent, run_episode
 from lrgym.commands.common import parse_overrides
-from lrgym.data import load_dataset
-from lrgym.family import load_family, parse_instances
+from lrgym.tasks.family import load_family, parse_instances
+from lrgym.trainee.data import load_dataset
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ import torch
 
 import lrgym  # noqa: F401
 from lrgym.agents import make_agent, make_env, run_episode
-from lrgym.specs import load_task_spec
+from lrgym.tasks.specs import load_task_spec
 
 
 def episode_seconds(task_name: str, repeats: int, device: str, seed: int = 2) -> dict[str, float]:

@@ -39,8 +39,8 @@ import lrgym  # noqa: F401
 from lrgym.agents import make_env
 from lrgym.agents.lookahead import FACTOR_LISTS, naive_trial_losses, trial_losses
 from lrgym.agents.seeding import agent_generator
-from lrgym.data import DataNotFoundError
-from lrgym.specs import load_task_spec
+from lrgym.tasks.specs import load_task_spec
+from lrgym.trainee.data import DataNotFoundError
 
 MIB = 2**20
 

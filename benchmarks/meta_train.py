@@ -23,8 +23,8 @@ import torch
 
 import lrgym  # noqa: F401
 from lrgym.agents import make_env
-from lrgym.env import resolve_device
-from lrgym.specs import load_agent_spec, load_task_spec
+from lrgym.environment.lr_control_env import resolve_device
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
 from lrgym.train import train
 
 

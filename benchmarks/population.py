@@ -3,7 +3,7 @@
 Per task and population size N, each measured in a fresh spawned process with one torch
 thread per process (so the peak memory is that run's own):
 
-- ``pop``: one episode of a :class:`~lrgym.population_env.PopulationEnv` of N members
+- ``pop``: one episode of a :class:`~lrgym.environment.population_env.PopulationEnv` of N members
   (``--cores`` C > 1: C processes of N / C members), zero actions, reset and final test
   evaluation included;
 - ``seq``: single ``LRControlEnv`` episodes one after another in one process (the rate of
@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from lrgym.parallel import single_thread
+from lrgym.runners.backend import single_thread
 
 
 def _peak_mb() -> float:
@@ -46,7 +46,7 @@ def _peak_mb() -> float:
 
 def population_run(task_fields: dict, size: int, first_seed: int) -> tuple[float, float, int, float]:
     """(wall seconds, CPU seconds, member steps, peak MB) of one population episode of ``size`` members."""
-    from lrgym.population_env import PopulationEnv
+    from lrgym.environment.population_env import PopulationEnv
 
     env = PopulationEnv(size, **task_fields, device="cpu")
     zeros = [np.zeros(1, dtype=np.float32)] * size
@@ -63,7 +63,7 @@ def population_run(task_fields: dict, size: int, first_seed: int) -> tuple[float
 
 def single_runs(task_fields: dict, episodes: int, first_seed: int) -> tuple[float, float, int, float]:
     """(wall seconds, CPU seconds, trainee steps, peak MB) of ``episodes`` single-env episodes in a row."""
-    from lrgym.env import LRControlEnv
+    from lrgym.environment.lr_control_env import LRControlEnv
 
     env = LRControlEnv(**task_fields, device="cpu")
     zero = np.zeros(1, dtype=np.float32)
@@ -93,7 +93,7 @@ def in_processes(function, argument_lists: list[tuple]) -> tuple[float, float, f
 def meta_training(task, population: int, timesteps: int, rollout: int) -> float:
     """Decisions per second of a train() session: 2 processes of single envs (population 1)
     or of populations, a rollout of ``rollout`` decisions, no held-out evaluation."""
-    from lrgym.specs import load_agent_spec
+    from lrgym.tasks.specs import load_agent_spec
     from lrgym.train import train
 
     envs = 2 * population
@@ -118,8 +118,8 @@ def main() -> None:
     parser.add_argument("--train-population", type=int, default=8, help="members per process in meta-training")
     parser.add_argument("--train-timesteps", type=int, default=960, help="0: skip the meta-training comparison")
     args = parser.parse_args()
-    from lrgym.data import DataNotFoundError, load_dataset
-    from lrgym.specs import load_task_spec
+    from lrgym.tasks.specs import load_task_spec
+    from lrgym.trainee.data import DataNotFoundError, load_dataset
 
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; one torch thread per process; "
           f"{args.cores} core(s) for pop and sub; episodes of {args.steps} trainee steps")

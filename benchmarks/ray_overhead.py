@@ -3,7 +3,7 @@
     RAY_USAGE_STATS_ENABLED=0 python benchmarks/ray_overhead.py            # 10 seeds x constant,cosine,step
     python benchmarks/ray_overhead.py --task mnist1d-mlp --seeds 10 --jobs 2 --repeats 2
 
-Each repetition runs the same sweep (``lrgym.evaluate.evaluate``: every agent on every
+Each repetition runs the same sweep (``lrgym.evaluation.evaluate.evaluate``: every agent on every
 seed, the paired runs ``lrgym evaluate`` makes) twice, interleaved so machine noise
 hits both: once on the local backend (``jobs`` spawned worker processes, started by
 the sweep, as a command pays them) and once as Ray tasks on a local Ray instance with
@@ -27,9 +27,9 @@ import statistics
 import time
 
 import lrgym  # noqa: F401
-from lrgym.evaluate import evaluate
-from lrgym.parallel import Backend
-from lrgym.specs import load_task_spec
+from lrgym.evaluation.evaluate import evaluate
+from lrgym.runners.backend import Backend
+from lrgym.tasks.specs import load_task_spec
 
 
 def sweep(task, agents: list[str], seeds: int, jobs: int, backend: Backend) -> tuple[float, float, list[dict]]:
@@ -57,7 +57,7 @@ def main() -> None:
 
     import ray
 
-    from lrgym.ray_backend import connect
+    from lrgym.runners.ray_tasks import connect
 
     task = load_task_spec(args.task)
     agents = args.agents.split(",")

@@ -5,7 +5,7 @@
 Not a benchmark: a one-off maintenance script kept for the record. It unpickles the
 old ``model.zip`` and ``vecnormalize.pkl`` once (they are the project's own files) and
 writes the safetensors weights, the JSON statistics and a format-2 card
-(:func:`lrgym.checkpoint_upgrade.upgrade_checkpoint`). ``tests/test_checkpoint.py``
+(:func:`lrgym.checkpoints.upgrade.upgrade_checkpoint`). ``tests/test_checkpoint.py``
 checks that the re-exported controllers act exactly as the old files did, on the
 observations of ``tests/data/shipped_controller_actions.json`` (recorded before).
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 
-from lrgym.checkpoint_upgrade import upgrade_checkpoint
-from lrgym.specs import project_root
+from lrgym.checkpoints.upgrade import upgrade_checkpoint
+from lrgym.tasks.specs import project_root
 
 
 def main() -> None:

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 from lrgym.agents.step_grid import grid_configurations
-from lrgym.models import build_model
-from lrgym.specs import load_agent_spec, load_task_spec
-from lrgym.trainee import build_optimizer
+from lrgym.tasks.optimizers import build_optimizer
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
+from lrgym.trainee.models import build_model
 
 
 def main() -> None:

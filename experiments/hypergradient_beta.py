@@ -18,7 +18,7 @@ import torch
 
 import lrgym  # noqa: F401
 from lrgym.agents import make_agent, run_episode
-from lrgym.specs import load_task_spec
+from lrgym.tasks.specs import load_task_spec
 
 
 def score(task_name: str, optimizer: str, beta: float, seeds: list[int]) -> float:

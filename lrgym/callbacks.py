@@ -21,9 +21,10 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 
 from lrgym.agents.base import run_episode
+from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
 from lrgym.agents.ppo import PPOAgent
-from lrgym.env import LRControlEnv
-from lrgym.specs import TaskSpec
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.tasks.specs import TaskSpec
 
 
 @dataclass
@@ -104,7 +105,7 @@ class HeldOutEvalCallback(BaseCallback):
 
     :param runs: the (task, episode seed) pairs, the same at every evaluation.
     :param env_options: ``device``, ``data_dir``, ``download`` of the envs, built once per task.
-    :param population: run the runs of each task as one population (lrgym.agents.population)
+    :param population: run the runs of each task as one population (lrgym.agents.population_runs)
         when the task allows it (training on populations does).
     """
 
@@ -179,7 +180,6 @@ class HeldOutEvalCallback(BaseCallback):
 
     def _run_all(self, agent: PPOAgent) -> list[Any]:
         """One episode per held-out run, in order; each task's runs as one population if asked."""
-        from lrgym.agents.population import can_run_as_population, run_population_episodes
 
         results: dict[int, Any] = {}
         by_task: dict[str, list[int]] = {}

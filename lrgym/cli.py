@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from lrgym.data import DataNotFoundError
+from lrgym.trainee.data import DataNotFoundError
 
 COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment", "aggregate")
 

@@ -2,8 +2,8 @@
 
 :class:`LRController` is used like a ``torch.optim.lr_scheduler`` scheduler: call
 ``controller.step(loss)`` after every ``optimizer.step()``. Every ``interval`` steps
-it measures the model on a validation batch with :class:`lrgym.features.ModelMeter`
-and keeps the episode's state with :class:`lrgym.episode.EpisodeTracker`, as the
+it measures the model on a validation batch with :class:`lrgym.trainee.features.ModelMeter`
+and keeps the episode's state with :class:`lrgym.environment.episode.EpisodeTracker`, as the
 environment does, asks the controller for an action and sets the optimizer's rate of
 every following step the way the environment would (any feature set and action mode,
 ``residual`` included)::
@@ -28,10 +28,11 @@ import torch
 from torch import nn
 
 from lrgym.agents.ppo import PPOAgent, load_ppo_agent
-from lrgym.episode import EpisodeTracker, start_lr
-from lrgym.features import ModelMeter
-from lrgym.models import final_layer as find_final_layer
-from lrgym.specs import TaskSpec
+from lrgym.checkpoints.checkpoint import read_card
+from lrgym.environment.episode import EpisodeTracker, start_lr
+from lrgym.tasks.specs import TaskSpec
+from lrgym.trainee.features import ModelMeter
+from lrgym.trainee.models import final_layer as find_final_layer
 
 
 class LRController:
@@ -103,7 +104,6 @@ class LRController:
             controller was trained on, from its card.
         :param device: where the policy runs.
         """
-        from lrgym.checkpoint import read_card
 
         task = task or TaskSpec(**read_card(path)["task"])
         agent = load_ppo_agent(path, task, device=device)

@@ -10,7 +10,7 @@ up, the held-out evaluation during training uses seeds from
 :data:`HELD_OUT_SEED_START` (chosen to cover every initial rate), and ``lrgym evaluate`` uses 0..N-1, so the three never
 overlap.
 
-On a task family (:mod:`lrgym.family`) the training envs are family envs: each
+On a task family (:mod:`lrgym.tasks.family`) the training envs are family envs: each
 training episode's seed draws a *train* instance and the trainee seed. The held-out
 evaluation runs the first ``eval_episodes`` *validation* instances, instance ``k`` with
 seed ``HELD_OUT_SEED_START + k``; test instances are never touched.
@@ -21,12 +21,11 @@ streams: a resumed run is a faithful continuation, not a bitwise replay.
 
 Resuming reads SB3's own training state (``model.TAG.zip``, ``vecnormalize.TAG.pkl``),
 which is pickled: resume only runs you made. Acting with the saved controller never
-reads those files (:func:`lrgym.checkpoint.load_controller`).
+reads those files (:func:`lrgym.checkpoints.checkpoint.load_acting_policy`).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -35,12 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import VecNormalize
 
 from lrgym.callbacks import (
     EpisodeLogCallback,
@@ -52,7 +48,7 @@ from lrgym.callbacks import (
     WallClockCallback,
     periodic_checkpoints,
 )
-from lrgym.checkpoint import (
+from lrgym.checkpoints.checkpoint import (
     CARD_FILE,
     TRAINING_ROLES,
     algorithm_class,
@@ -62,10 +58,11 @@ from lrgym.checkpoint import (
     save_checkpoint,
     space_signature,
 )
-from lrgym.env import LRControlEnv, initial_lr_for_seed, resolve_device
-from lrgym.family import FamilyEnv, TaskFamily
-from lrgym.parallel import LOCAL, Backend, local_node, make_vec_env
-from lrgym.specs import AgentSpec, TaskSpec
+from lrgym.environment.lr_control_env import LRControlEnv, initial_lr_for_seed, resolve_device
+from lrgym.runners.backend import LOCAL, Backend, local_node
+from lrgym.tasks.family import TaskFamily
+from lrgym.tasks.specs import AgentSpec, TaskSpec
+from lrgym.vec_env.training import make_training_env
 
 WALL_TIME_FILE = "wall_time.json"
 WALL_TIME_NOTE = (
@@ -82,77 +79,6 @@ DEFAULTS = {
     "eval_episodes": 6,
     "checkpoint_every_rollouts": 1,
 }
-
-
-class TrainingSeeds(gym.Wrapper):
-    """Resets the wrapped env with seeds ``first, first + stride, first + 2 stride, ...``.
-
-    A seed passed to ``reset`` is ignored on purpose (SB3 seeds every env with the
-    algorithm's seed): training episodes must stay out of the evaluation seed ranges.
-    """
-
-    def __init__(self, env: gym.Env, first: int, stride: int) -> None:
-        super().__init__(env)
-        self.next_seed, self.stride = int(first), int(stride)
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        seed, self.next_seed = self.next_seed, self.next_seed + self.stride
-        return self.env.reset(seed=seed, options=options)
-
-
-def _training_env(
-    task: dict[str, Any], env_options: dict[str, Any], first_seed: int, stride: int, in_subprocess: bool
-) -> gym.Env:
-    if in_subprocess:
-        # One thread per trainee: the parallelism is across envs, and several threads per
-        # small trainee on shared cores are many times slower, not faster (measured).
-        torch.set_num_threads(1)
-    if "instances" in task:  # a family's to_dict(): a new train instance every episode
-        env: gym.Env = FamilyEnv(task, "train", **env_options)
-    else:
-        env = LRControlEnv(**task, **env_options)
-    return Monitor(TrainingSeeds(env, first_seed, stride))
-
-
-def make_training_env(
-    task: TaskSpec | TaskFamily,
-    n_envs: int,
-    first_seed: int,
-    env_options: dict[str, Any],
-    population: int = 1,
-    backend: Backend = LOCAL,
-) -> VecEnv:
-    """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for
-    more; in Ray actors spread over the cluster with the ray backend (:func:`lrgym.parallel.make_vec_env`).
-    Each env loads its dataset where it runs (``env_options`` carry ``data_dir``).
-
-    :param task: a task, or a family (family envs on its train instances).
-    :param population: with more than 1, each of the ``n_envs`` processes (this one for 1)
-        hosts a population of that many trainees of ``task`` trained in lock-step
-        (:mod:`lrgym.population_vec_env`).
-    """
-    if population > 1:
-        from stable_baselines3.common.vec_env import VecMonitor
-
-        from lrgym.population_vec_env import PopulationVecEnv, SubprocPopulationVecEnv
-
-        if isinstance(task, TaskFamily):
-            raise ValueError(
-                "--population trains one task; a family draws a new instance every episode: "
-                "train it on single envs (--n-envs) or pass one of its tasks"
-            )
-        if backend.is_ray:
-            raise ValueError("--population with --backend ray is not supported yet: use one or the other")
-        if n_envs > 1:
-            return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, **env_options))
-        return VecMonitor(PopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
-    factories = [
-        functools.partial(
-            _training_env, task.to_dict(), env_options, first_seed + index, n_envs, n_envs > 1 or backend.is_ray
-        )
-        for index in range(n_envs)
-    ]
-    return make_vec_env(factories, backend, device=env_options["device"])
 
 
 def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpec, int]]:
@@ -235,7 +161,7 @@ def train(
     :param task: a task, or a task family: trained on its train instances, selected on
         its validation instances (a family of one is its task).
     :param out: the run folder: the best controller (``card.json`` and the files it
-        names, see :mod:`lrgym.checkpoint`), ``periodic/step-N/`` checkpoints,
+        names, see :mod:`lrgym.checkpoints.checkpoint`), ``periodic/step-N/`` checkpoints,
         ``tensorboard/``, ``wall_time.json``.
     :param timesteps: total environment steps (controller decisions) of the run,
         counting earlier sessions when resuming; default from the agent spec.
@@ -247,7 +173,7 @@ def train(
     :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
         training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
-    :param backend: where the training envs run (:class:`lrgym.parallel.Backend`).
+    :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -8,7 +8,7 @@
    worker is executing one of its runs, kills that worker process (SIGKILL);
 3. checks that the sweep still completes, that its rows equal the local backend's (every
    column but ``node`` and ``wall_time``) and that both nodes ran rows;
-4. starts two training envs as Ray actors (:class:`lrgym.ray_vec_env.RayVecEnv`) and
+4. starts two training envs as Ray actors (:class:`lrgym.vec_env.ray_actors.RayVecEnv`) and
    checks that ``SPREAD`` put one on each node;
 5. always stops both nodes, whatever happened: it ends the processes it started (each
    ``ray start`` leads a process group; its Ray workers, which lead groups of their own,
@@ -161,8 +161,8 @@ def kill_a_running_worker(sweep: subprocess.Popen, groups: set[int], deadline: f
 
 
 def local_results(seeds: int) -> list[dict]:
-    from lrgym.evaluate import evaluate
-    from lrgym.specs import load_task_spec
+    from lrgym.evaluation.evaluate import evaluate
+    from lrgym.tasks.specs import load_task_spec
 
     overrides = dict(item.split("=") for item in TINY[1::2])
     task = load_task_spec("mnist1d-mlp", **{key: int(value) for key, value in overrides.items()})
@@ -179,9 +179,9 @@ def comparable(rows: list[dict]) -> list[dict]:
 def check_actor_spread(address: str, expected_nodes: int) -> str:
     import ray
 
-    from lrgym.parallel import Backend
-    from lrgym.specs import load_task_spec
-    from lrgym.train import make_training_env
+    from lrgym.runners.backend import Backend
+    from lrgym.tasks.specs import load_task_spec
+    from lrgym.vec_env.training import make_training_env
 
     try:
         overrides = dict(item.split("=") for item in TINY[1::2])
@@ -241,7 +241,7 @@ def run(seeds: int, timeout: float) -> None:
             code = sweep.wait(timeout=max(1.0, deadline - time.monotonic()))
         if code != 0:
             raise CheckFailed(f"the sweep failed ({code}):\n{(temp_root / 'sweep.log').read_text()[-3000:]}")
-        from lrgym.evaluate import read_results
+        from lrgym.evaluation.evaluate import read_results
 
         rows = read_results(out / "results.csv")
         ran_on = sorted({row["node"] for row in rows})

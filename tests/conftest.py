@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import lrgym  # noqa: F401  (registers the envs)
-from lrgym.specs import TaskSpec, load_task_spec
+from lrgym.tasks.specs import TaskSpec, load_task_spec
 
 torch.set_num_threads(1)  # deterministic and fair on the 2-core CI machine
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lrgym.agents import Agent, make_agent, run_episode
-from lrgym.specs import agent_names, load_agent_spec
+from lrgym.tasks.specs import agent_names, load_agent_spec
 
 STEP_GRID_CHOICE = {"initial_lr": 0.01, "scheduler": "StepLR", "kwargs": {"step_size": 10, "gamma": 0.9}}
 BASELINE_KINDS = ("schedule", "aslr", "lookahead", "step-grid", "hypergradient")

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from lrgym.agents import EpisodeStart, make_agent, run_episode
 from lrgym.agents.hypergradient import HypergradientAgent, hypergradient_rate
-from lrgym.specs import load_task_spec
+from lrgym.tasks.specs import load_task_spec
 
 CURVATURE = torch.tensor([1.0, 3.0])
 # The task only gives the rate bounds and the optimizer's name to the plain-torch runs.

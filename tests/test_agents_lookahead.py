@@ -10,7 +10,7 @@ import torch
 
 from lrgym.agents import EpisodeStart, make_agent, make_env, run_episode
 from lrgym.agents.lookahead import FACTOR_LISTS, lookahead_factor, naive_trial_losses, trial_losses
-from lrgym.specs import load_task_spec
+from lrgym.tasks.specs import load_task_spec
 
 from .conftest import TINY
 

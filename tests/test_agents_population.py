@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from lrgym.agents import make_agent, run_episode
-from lrgym.agents.population import can_run_as_population, run_population_episodes
-from lrgym.evaluate import evaluate
-from lrgym.specs import load_task_spec
+from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
+from lrgym.evaluation.evaluate import evaluate
+from lrgym.tasks.specs import load_task_spec
 
 from .tiny_training import train_tiny
 

@@ -8,7 +8,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from lrgym.agents import EpisodeStart, make_agent, run_episode
-from lrgym.agents.schedules import PlateauAgent, scheduler_kwargs
+from lrgym.agents.fixed_schedules import PlateauAgent, scheduler_kwargs
 
 INITIAL_LR = 0.01
 

@@ -16,7 +16,7 @@ from lrgym.agents.step_grid import (
     score_configuration,
     tune_step_grid,
 )
-from lrgym.specs import AgentSpec, load_agent_spec
+from lrgym.tasks.specs import AgentSpec, load_agent_spec
 
 from .test_agents_schedules import record_optimizer_rates, torch_sequence
 
@@ -50,7 +50,7 @@ def test_tuning_picks_the_lowest_mean_best_validation_loss(tiny_task):
     best = choice["grid"][means.index(min(means))]
     assert (choice["scheduler"], choice["kwargs"]) == (best["scheduler"], best["kwargs"])
     # The scores are those of single episodes on the tuning seeds (run as a population:
-    # equal within its float tolerance, lrgym.population_env).
+    # equal within its float tolerance, lrgym.environment.population_env).
     assert best["scores"][1] == pytest.approx(score_configuration(tiny_task, best, 1001, {}), rel=1e-5)
     assert choice["tuned_on"]["name"] == tiny_task.name
 
@@ -124,7 +124,7 @@ def test_transfer_refuses_a_long_source_tuning_without_the_flag(tmp_path, capsys
     import shutil
 
     from lrgym.cli import main
-    from lrgym.specs import project_root
+    from lrgym.tasks.specs import project_root
 
     folder = tmp_path / "controller"
     shutil.copytree(project_root() / "checkpoints" / "mnist1d-mlp-ppo", folder,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from lrgym.agents import make_agent, make_env, run_episode
-from lrgym.evaluate import evaluate, read_results, write_evaluation
-from lrgym.specs import load_agent_spec
+from lrgym.evaluation.evaluate import evaluate, read_results, write_evaluation
+from lrgym.tasks.specs import load_agent_spec
 
 SWITCHED = {"prodigy": "Prodigy", "schedulefree": "AdamWScheduleFree"}
 
@@ -22,7 +22,7 @@ def test_specs_declare_the_optimizer_they_switch_to():
 
 def test_an_unknown_task_field_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "bad.toml").write_text('kind = "schedule"\nscheduler = "ConstantLR"\n[task]\noptimiser = "sgd"\n')
-    monkeypatch.setattr("lrgym.specs.agents_dir", lambda: tmp_path)
+    monkeypatch.setattr("lrgym.tasks.specs.agents_dir", lambda: tmp_path)
     with pytest.raises(ValueError, match=r"unknown task field\(s\) \['optimiser'\].*valid: .*optimizer"):
         load_agent_spec("bad")
 
@@ -96,7 +96,7 @@ def test_a_spec_without_overrides_keeps_its_identity():
     # Step-grid choices are cached under a hash of the agent spec's dict: the one shipped
     # beside the mnist1d-mlp controller must still be found.
     from lrgym.agents.step_grid import cache_path
-    from lrgym.specs import load_task_spec, project_root
+    from lrgym.tasks.specs import load_task_spec, project_root
 
     spec = load_agent_spec("step-grid")
     assert "task_overrides" not in spec.to_dict()

@@ -1,4 +1,4 @@
-"""Aggregation across instances (lrgym.aggregate) on hand-worked cases."""
+"""Aggregation across instances (lrgym.evaluation.aggregate) on hand-worked cases."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from lrgym.aggregate import (
+from lrgym.evaluation.aggregate import (
     aggregate,
     aggregate_markdown,
     bootstrap_interval,

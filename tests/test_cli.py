@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lrgym.cli import main
-from lrgym.specs import project_root
+from lrgym.tasks.specs import project_root
 
 
 def test_list_prints_every_task_id(capsys):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.controller import LRController
-from lrgym.env import LRControlEnv, next_lr
+from lrgym.environment.lr_control_env import LRControlEnv, next_lr
 
 from .tiny_training import train_tiny
 

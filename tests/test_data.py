@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrgym.data import (
+from lrgym.trainee.data import (
     DataNotFoundError,
     batch_index,
     load_dataset,
@@ -107,8 +107,8 @@ def test_validation_split_is_fixed(tmp_path):
 
 
 def test_missing_dataset_names_the_three_ways_to_get_it(tmp_path, monkeypatch):
-    monkeypatch.setattr("lrgym.data.SYSTEM_DATA_DIRS", ())
-    monkeypatch.setattr("lrgym.data.DEFAULT_DOWNLOAD_DIR", tmp_path / "cache")
+    monkeypatch.setattr("lrgym.trainee.data.SYSTEM_DATA_DIRS", ())
+    monkeypatch.setattr("lrgym.trainee.data.DEFAULT_DOWNLOAD_DIR", tmp_path / "cache")
     monkeypatch.delenv("LRGYM_DATA", raising=False)
     with pytest.raises(DataNotFoundError) as error:
         load_dataset("kmnist", data_dir=tmp_path)
@@ -152,7 +152,7 @@ def test_debian_fashion_mnist_gives_the_paper_splits():
 
 
 def test_mnist1d_variants_are_generated_from_their_kwargs_and_cached(tmp_path, monkeypatch):
-    import lrgym.data as data
+    import lrgym.trainee.data as data
 
     default = load_dataset("mnist1d")  # from the usual cache
     monkeypatch.setattr(data, "DEFAULT_DOWNLOAD_DIR", tmp_path)

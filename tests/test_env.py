@@ -10,8 +10,8 @@ import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lrgym.env import LRControlEnv
-from lrgym.features import FEATURE_NAMES
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.trainee.features import FEATURE_NAMES
 
 from .conftest import TINY
 
@@ -44,7 +44,7 @@ def test_sb3_env_checker_passes(action):
 
 
 def test_every_spec_is_registered():
-    from lrgym.specs import task_names
+    from lrgym.tasks.specs import task_names
 
     for name in task_names():
         assert f"lrgym/{name}-v0" in gymnasium.registry
@@ -212,7 +212,7 @@ def test_practitioner_optimizers_train_in_the_env(optimizer):
 
 
 def test_initial_lr_for_seed_is_what_reset_draws():
-    from lrgym.env import initial_lr_for_seed
+    from lrgym.environment.lr_control_env import initial_lr_for_seed
 
     env = make()
     for seed in range(8):

@@ -1,5 +1,6 @@
 """LRControlEnv refuses malformed actions, stepping past the end, and bad rates from agents
-(lrgym.env.check_action, step, reset, set_lr_sampler), with messages naming the space and the input."""
+(lrgym.environment.lr_control_env.check_action, step, reset, set_lr_sampler), with messages
+naming the space and the input."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrgym.env import LRControlEnv, check_action, next_lr
-from lrgym.specs import load_task_spec
+from lrgym.environment.lr_control_env import LRControlEnv, check_action, next_lr
+from lrgym.tasks.specs import load_task_spec
 
 # The smallest real episode: 4 trainee steps, a decision every 2, 50 validation examples.
 TINIEST = dict(steps=4, interval=2, batch_size=16, val_size=50)

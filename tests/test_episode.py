@@ -1,4 +1,4 @@
-"""Scale-free features, the outcome rewards and the residual action (lrgym.episode, through the env)."""
+"""Scale-free features, the outcome rewards and the residual action (lrgym.environment.episode, through the env)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from lrgym.agents import run_episode
 from lrgym.agents.step_grid import choice_agent
-from lrgym.features import SCALE_FREE_FEATURE_NAMES, Measurement, ScaleFreeFeatures
+from lrgym.trainee.features import SCALE_FREE_FEATURE_NAMES, Measurement, ScaleFreeFeatures
 
 from .conftest import TINY
 

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from lrgym.cli import main
-from lrgym.evaluate import (
+from lrgym.evaluation.evaluate import (
     RESULT_COLUMNS,
     TRAJECTORY_COLUMNS,
     AgentEntry,
@@ -104,7 +104,7 @@ def test_reference_must_be_one_of_the_agents(capsys):
 
 def test_step_grid_uses_the_choice_cached_for_this_task_and_grid(tmp_path, tiny_task):
     from lrgym.agents.step_grid import cache_path, save_choice
-    from lrgym.specs import load_agent_spec
+    from lrgym.tasks.specs import load_agent_spec
 
     choice = {"initial_lr": 0.003, "scheduler": "StepLR", "kwargs": {"step_size": 20, "gamma": 0.9},
               "tuned_on": tiny_task.to_dict(), "tuning_seeds": [1000]}

@@ -10,10 +10,10 @@ import pytest
 import lrgym.agents.step_grid_family as step_grid_family
 from lrgym.agents import make_agent, run_episode
 from lrgym.agents.step_grid import load_choice, tune_step_grid
-from lrgym.evaluate import read_results
-from lrgym.evaluate_family import evaluate_instances, write_family_evaluation
-from lrgym.family import load_family
-from lrgym.specs import AgentSpec
+from lrgym.evaluation.evaluate import read_results
+from lrgym.evaluation.family import evaluate_instances, write_family_evaluation
+from lrgym.tasks.family import load_family
+from lrgym.tasks.specs import AgentSpec
 
 from .test_family import FAST
 

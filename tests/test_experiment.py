@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from lrgym.agents.step_grid import cache_path, save_choice
 from lrgym.cli import main
-from lrgym.evaluate import read_results
-from lrgym.specs import load_agent_spec, load_task_spec
+from lrgym.evaluation.evaluate import read_results
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
 from tests.conftest import TINY
 
 from .tiny_training import train_tiny

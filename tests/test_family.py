@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from lrgym.data import DataNotFoundError, load_dataset
-from lrgym.family import SPLITS, FamilyEnv, TaskFamily, draw, load_family, parse_instances
-from lrgym.specs import family_names, load_task_spec, task_names
+from lrgym.environment.family_env import FamilyEnv
+from lrgym.tasks.family import SPLITS, TaskFamily, draw, load_family, parse_instances
+from lrgym.tasks.specs import family_names, load_task_spec, task_names
+from lrgym.trainee.data import DataNotFoundError, load_dataset
 
 # Tiny episodes; one dataset variant (the default, generated once) keeps the tests fast.
 FAST = dict(steps=8, decisions=2, val_size=50, dataset_kwargs={})

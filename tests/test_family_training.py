@@ -8,8 +8,8 @@ import pytest
 from stable_baselines3.common.callbacks import BaseCallback
 
 from lrgym.agents import make_agent, run_episode
-from lrgym.family import load_family
-from lrgym.specs import load_agent_spec, load_task_spec
+from lrgym.tasks.family import load_family
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
 from lrgym.train import HELD_OUT_SEED_START
 
 from .test_family import FAST
@@ -84,7 +84,7 @@ def test_cli_train_reads_families_and_refuses_unknown_overrides(tmp_path, capsys
 
 def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_path, tiny_family, monkeypatch):
     import lrgym.agents.step_grid_family as step_grid_family
-    from lrgym.transfer import plan_transfer
+    from lrgym.evaluation.transfer import plan_transfer
 
     train_tiny(tmp_path / "run", tiny_family, timesteps=20)
     # Every configuration scored without training (the real grid is 48 x 12 episodes): the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrgym.models import build_model, final_layer
+from lrgym.trainee.models import build_model, final_layer
 
 
 @pytest.mark.parametrize(

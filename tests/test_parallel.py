@@ -1,4 +1,4 @@
-"""Where runs execute (lrgym/parallel.py): the backend choice, its errors, and the node each run records."""
+"""Where runs execute (lrgym/runners/pool.py): the backend choice, its errors, and the node each run records."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from lrgym.cli import main
-from lrgym.parallel import Backend, run_jobs, run_placed
+from lrgym.runners.backend import Backend
+from lrgym.runners.pool import run_jobs, run_placed
 from tests.conftest import TINY
 
 TINY_FLAGS = [flag for key, value in TINY.items() for flag in ("--set", f"{key}={value}")]

@@ -1,4 +1,4 @@
-"""lrgym.plots: per-agent seed matrices and the two figures."""
+"""lrgym.evaluation.plots: per-agent seed matrices and the two figures."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from lrgym.plots import plot_lr, plot_val_loss, seed_matrix
+from lrgym.evaluation.plots import plot_lr, plot_val_loss, seed_matrix
 
 
 def trajectory_rows() -> list[dict]:

@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from lrgym.data import load_dataset
-from lrgym.population import PopulationTrainee
-from lrgym.trainee import Trainee
+from lrgym.trainee.data import load_dataset
+from lrgym.trainee.population import PopulationTrainee
+from lrgym.trainee.single import Trainee
 
 RTOL = 1e-5
 SEEDS = [3, 7, 11]

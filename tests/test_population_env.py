@@ -14,14 +14,19 @@ import math
 import numpy as np
 import pytest
 
-from lrgym.env import LRControlEnv
-from lrgym.population_env import PopulationEnv
-from lrgym.specs import load_task_spec
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.environment.population_env import PopulationEnv
+from lrgym.tasks.specs import load_task_spec
 
 TINY = dict(steps=20, interval=5, val_size=100, batch_size=50)
 SEEDS = [0, 1, 2]
 BASE = {"scheduler": "StepLR", "initial_lr": 3e-3, "kwargs": {"step_size": 7, "gamma": 0.5}}
-RTOL, ATOL = 1e-4, 1e-6
+# Vmapped members sum in another order than the single trainee, so their floats drift apart
+# over an episode. Measured: 1e-5 relative on the Intel machine that first set 1e-4; on an
+# AMD EPYC (residual Adam MLP) 1.1e-4 for the losses and 2e-3 for the variance features.
+RTOL, ATOL = 1e-3, 1e-6
+MEMBER_RTOL = 5e-3  # observations, whose variance features drift the most
+ACCURACY_ATOL = 2e-3  # measured: 1 test example of 2400 flipped on the AMD EPYC
 
 
 def task_for(model: str, optimizer: str, action: str, **fields):
@@ -55,7 +60,10 @@ def assert_close_info(population_info: dict, single_info: dict) -> None:
     assert set(population_info) == set(single_info)
     for key, expected in single_info.items():
         value = population_info[key]
-        if isinstance(expected, float) and value is not None:
+        if isinstance(expected, float) and value is not None and "accuracy" in key:
+            # an example on the decision boundary may flip with that drift: a few of thousands
+            assert value == pytest.approx(expected, abs=ACCURACY_ATOL), key
+        elif isinstance(expected, float) and value is not None:
             assert value == pytest.approx(expected, rel=RTOL, abs=ATOL), key
         elif key == "lr_trajectory":
             assert value == pytest.approx(expected, rel=1e-12), key
@@ -78,7 +86,7 @@ def assert_member_follows_single(task, seeds=SEEDS, actions_by_member=None):
         single = single_episode(task, seed, actions_by_member[k])
         assert len(trajectory[k]) == len(single)
         for (obs, reward, done, info), (s_obs, s_reward, s_done, s_info) in zip(trajectory[k], single, strict=True):
-            np.testing.assert_allclose(obs, s_obs, rtol=RTOL, atol=ATOL)
+            np.testing.assert_allclose(obs, s_obs, rtol=MEMBER_RTOL, atol=ATOL)
             assert reward == pytest.approx(s_reward, rel=RTOL, abs=ATOL)
             assert done == s_done
             assert_close_info(info, s_info)

@@ -7,10 +7,10 @@ import pytest
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 
-from lrgym.env import LRControlEnv
-from lrgym.population_vec_env import PopulationVecEnv, SubprocPopulationVecEnv
-from lrgym.population_vector_env import PopulationVectorEnv
-from lrgym.specs import load_task_spec
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.tasks.specs import load_task_spec
+from lrgym.vec_env.population_gymnasium import PopulationVectorEnv
+from lrgym.vec_env.population_sb3 import PopulationVecEnv, SubprocPopulationVecEnv
 
 TINY = dict(steps=20, interval=5, val_size=100, batch_size=50)
 

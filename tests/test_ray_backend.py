@@ -1,4 +1,4 @@
-"""The Ray backend (lrgym/parallel.py, lrgym/ray_backend.py) on a local Ray instance bound to loopback.
+"""The Ray backend (lrgym/runners/pool.py, lrgym/runners/ray_tasks.py) on a local Ray instance bound to loopback.
 
 One Ray instance (2 CPUs) serves the whole module; every test stays on tiny tasks so the
 module takes seconds after Ray's start-up. The multi-node check with a killed worker is
@@ -18,10 +18,11 @@ ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'lrgy
 
 from lrgym.agents.step_grid import tune_step_grid  # noqa: E402
 from lrgym.cli import main  # noqa: E402
-from lrgym.data import DataNotFoundError, load_dataset  # noqa: E402
-from lrgym.evaluate import read_results  # noqa: E402
-from lrgym.parallel import Backend, run_jobs  # noqa: E402
-from lrgym.specs import load_agent_spec  # noqa: E402
+from lrgym.evaluation.evaluate import read_results  # noqa: E402
+from lrgym.runners.backend import Backend  # noqa: E402
+from lrgym.runners.pool import run_jobs  # noqa: E402
+from lrgym.tasks.specs import load_agent_spec  # noqa: E402
+from lrgym.trainee.data import DataNotFoundError, load_dataset  # noqa: E402
 from tests.conftest import TINY  # noqa: E402
 from tests.tiny_training import tiny_agent  # noqa: E402
 
@@ -115,7 +116,7 @@ def test_train_on_ray_actors_writes_a_checkpoint_that_evaluates(tmp_path, capsys
     # The shipped recipe with one rollout of 8 decisions per env, so the run takes seconds.
     recipe = tiny_agent(eval_every_episodes=0)
     recipe.params["algorithm"].update(n_steps=8, batch_size=8, n_epochs=1)
-    monkeypatch.setattr("lrgym.specs.load_agent_spec", lambda name: recipe)
+    monkeypatch.setattr("lrgym.tasks.specs.load_agent_spec", lambda name: recipe)
     out = tmp_path / "controller"
     code = main([
         "train", "mnist1d-mlp", "--backend", "ray", "--n-envs", "2", "--timesteps", "16", "--device", "cpu",
@@ -135,7 +136,7 @@ def test_train_on_ray_actors_writes_a_checkpoint_that_evaluates(tmp_path, capsys
 
 
 def test_a_run_asks_for_a_gpu_share_only_when_it_trains_on_cuda():
-    from lrgym.ray_backend import gpu_request
+    from lrgym.runners.ray_tasks import gpu_request
 
     backend = Backend("ray", gpu_fraction=0.25)
     assert gpu_request(backend, "cpu") == 0 and gpu_request(backend, None) == 0
@@ -151,8 +152,8 @@ def test_ray_vec_env_steps_exactly_like_sb3s_dummy_vec_env(tiny_task):
     from stable_baselines3.common.monitor import Monitor
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from lrgym.ray_vec_env import RayVecEnv
-    from lrgym.train import _training_env
+    from lrgym.vec_env.ray_actors import RayVecEnv
+    from lrgym.vec_env.training import _training_env
 
     options = {"device": "cpu", "data_dir": None, "download": False}
     factories = [functools.partial(_training_env, tiny_task.to_dict(), options, 100 + i, 2, True) for i in range(2)]

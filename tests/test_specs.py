@@ -6,7 +6,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from lrgym.specs import load_agent_spec, load_task_spec, task_names
+from lrgym.tasks.specs import load_agent_spec, load_task_spec, task_names
 
 from .conftest import TINY
 

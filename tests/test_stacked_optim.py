@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lrgym.stacked_optim import STACKED_DEFAULTS, StackedOptimizer, check_stackable
+from lrgym.trainee.stacked_optim import STACKED_DEFAULTS, StackedOptimizer, check_stackable
 
 SHAPES = {"weight": (3, 4), "bias": (3,)}
 MEMBERS = 3

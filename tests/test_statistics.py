@@ -1,4 +1,4 @@
-"""lrgym.statistics: summaries and tests agree with scipy; diverged runs are counted, not averaged."""
+"""lrgym.evaluation.statistics: summaries and tests agree with scipy; diverged runs are counted, not averaged."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lrgym.statistics import compare, mean_and_std, summarize, summary_markdown
+from lrgym.evaluation.statistics import compare, mean_and_std, summarize, summary_markdown
 
 REFERENCE = [0.30, 0.32, 0.29, 0.35, 0.31]
 CANDIDATE = [0.27, 0.30, 0.28, 0.31, 0.29]

@@ -1,4 +1,4 @@
-"""`lrgym aggregate`: the study's write-up from an evaluation folder (lrgym.study)."""
+"""`lrgym aggregate`: the study's write-up from an evaluation folder (lrgym.evaluation.aggregate_report)."""
 
 from __future__ import annotations
 

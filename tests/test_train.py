@@ -12,7 +12,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.callbacks import periodic_checkpoints
-from lrgym.train import HELD_OUT_SEED_START, TRAINING_SEED_START, TrainingSeeds, held_out_seeds
+from lrgym.train import HELD_OUT_SEED_START, TRAINING_SEED_START, held_out_seeds
+from lrgym.vec_env.training import TrainingSeeds
 
 from .tiny_training import tiny_agent, train_tiny
 
@@ -83,7 +84,7 @@ def test_held_out_evaluation_keeps_the_best_controller_and_logs_tensorboard(tmp_
 
 
 def test_training_seeds_stay_out_of_the_evaluation_ranges(tiny_task):
-    from lrgym.env import LRControlEnv
+    from lrgym.environment.lr_control_env import LRControlEnv
 
     env = TrainingSeeds(LRControlEnv(**tiny_task.to_dict()), first=TRAINING_SEED_START, stride=2)
     reference = LRControlEnv(**tiny_task.to_dict())
@@ -93,7 +94,7 @@ def test_training_seeds_stay_out_of_the_evaluation_ranges(tiny_task):
 
 
 def test_held_out_seeds_cover_every_initial_rate(tiny_task):
-    from lrgym.env import LRControlEnv
+    from lrgym.environment.lr_control_env import LRControlEnv
 
     env = LRControlEnv(**tiny_task.to_dict())
     seeds = held_out_seeds(env, 6)

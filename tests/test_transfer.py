@@ -8,9 +8,9 @@ import pytest
 
 from lrgym.agents.step_grid import cache_path, save_choice
 from lrgym.cli import main
-from lrgym.evaluate import RESULT_COLUMNS, TRAJECTORY_COLUMNS, read_results
-from lrgym.specs import load_agent_spec, load_task_spec
-from lrgym.transfer import TRANSFERRED_BASELINE, controller_label, plan_transfer
+from lrgym.evaluation.evaluate import RESULT_COLUMNS, TRAJECTORY_COLUMNS, read_results
+from lrgym.evaluation.transfer import TRANSFERRED_BASELINE, controller_label, plan_transfer
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
 from tests.conftest import TINY
 
 from .tiny_training import train_tiny

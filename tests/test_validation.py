@@ -1,4 +1,4 @@
-"""Task spec fields are checked when a spec is built (lrgym/validation.py via TaskSpec): the error
+"""Task spec fields are checked when a spec is built (lrgym/tasks/spec_checks.py via TaskSpec): the error
 names the field, the value and what is allowed; whatever passes runs."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lrgym.env import LRControlEnv
-from lrgym.specs import TaskSpec, load_task_spec
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.tasks.specs import TaskSpec, load_task_spec
 
 TINIEST = dict(steps=4, interval=2, batch_size=16, val_size=50)
 

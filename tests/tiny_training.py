@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
 from lrgym.train import TrainResult, train
 
 

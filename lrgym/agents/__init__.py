@@ -10,8 +10,8 @@ import importlib
 from typing import Any
 
 from lrgym.agents.base import Agent, Decision, EpisodeResult, EpisodeStart, make_env, run_episode
-from lrgym.data import unknown_name_error
-from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+from lrgym.tasks.names import unknown_name_error
+from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
 
 __all__ = [
     "Agent", "Decision", "EpisodeResult", "EpisodeStart", "make_env", "run_episode",
@@ -21,7 +21,7 @@ __all__ = [
 # kind (in an agent spec) -> "module:factory"; a factory takes (spec: AgentSpec, task: TaskSpec).
 # Imported lazily so that ``lrgym list`` does not pay for stable-baselines3.
 AGENT_KINDS: dict[str, str] = {
-    "schedule": "lrgym.agents.schedules:make_schedule_agent",
+    "schedule": "lrgym.agents.fixed_schedules:make_schedule_agent",
     "aslr": "lrgym.agents.aslr:make_aslr_agent",
     "lookahead": "lrgym.agents.lookahead:make_lookahead_agent",
     "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",

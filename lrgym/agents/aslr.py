@@ -26,7 +26,7 @@ What the paper leaves open is taken from the authors' reference code
 How it meets the environment:
 
 - the draws go through the env's per-step sampler
-  (:meth:`~lrgym.env.LRControlEnv.set_lr_sampler`), from the agent's own generator
+  (:meth:`~lrgym.environment.lr_control_env.LRControlEnv.set_lr_sampler`), from the agent's own generator
   (:func:`~lrgym.agents.seeding.agent_generator`), so the trainee's batch stream, and
   with it the pairing of seeds, is untouched; draws are clipped to ``[lr_min, lr_max]``;
 - an "epoch" is ``epoch_steps`` trainee steps (spec field; default one pass over the
@@ -48,9 +48,9 @@ import numpy as np
 import torch
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.agents.schedules import split_options
+from lrgym.agents.fixed_schedules import split_options
 from lrgym.agents.seeding import agent_generator
-from lrgym.specs import AgentSpec, TaskSpec
+from lrgym.tasks.specs import AgentSpec, TaskSpec
 
 COSTS = ("val_error", "val_loss")
 

@@ -8,8 +8,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from lrgym.env import LRControlEnv
-from lrgym.specs import TaskSpec
+from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.tasks.specs import TaskSpec
 
 
 @dataclass

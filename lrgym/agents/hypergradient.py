@@ -41,7 +41,7 @@ The rate is set by a ``torch.optim.Optimizer`` step pre-hook on the trainee's op
 registered at every reset (the trainee, and its optimizer, are new each episode). The
 hook runs inside ``optimizer.step()``, after the backward pass, so the current gradient
 ``g_t`` is there: the rate of step ``t`` uses ``g_t`` exactly as in the paper's Algorithms
-4-6. The env's per-step sampler (:meth:`~lrgym.env.LRControlEnv.set_lr_sampler`) is called
+4-6. The env's per-step sampler (:meth:`~lrgym.environment.lr_control_env.LRControlEnv.set_lr_sampler`) is called
 *before* the step's backward pass, when ``param.grad`` still holds ``g_{t-1}``: driven from
 there the rule would lag one step behind the paper, which is why it is not used.
 
@@ -65,9 +65,9 @@ import numpy as np
 import torch
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.agents.schedules import split_options
-from lrgym.env import clip_lr
-from lrgym.specs import AgentSpec, TaskSpec
+from lrgym.agents.fixed_schedules import split_options
+from lrgym.environment.lr_control_env import clip_lr
+from lrgym.tasks.specs import AgentSpec, TaskSpec
 
 RULES = ("multiplicative", "additive")
 PARAMS = ("beta", "rule", "initial_lr")

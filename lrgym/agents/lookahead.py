@@ -51,10 +51,10 @@ from torch import nn
 from torch.func import functional_call
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.agents.schedules import split_options
+from lrgym.agents.fixed_schedules import split_options
 from lrgym.agents.seeding import agent_generator
-from lrgym.env import clip_lr
-from lrgym.specs import AgentSpec, TaskSpec
+from lrgym.environment.lr_control_env import clip_lr
+from lrgym.tasks.specs import AgentSpec, TaskSpec
 
 FACTOR_LISTS: dict[str, tuple[float, ...]] = {
     "factor_5": tuple(2.0**k for k in range(2, -3, -1)),  # 4 .. 0.25

@@ -5,7 +5,7 @@ observation with the statistics frozen at the end of training, and for ``ppo-lst
 carries the LSTM state from one decision to the next, resetting it at episode start.
 The same class acts for the held-out evaluation during training (with the live policy
 and statistics), so what training selects is what ``ppo:PATH`` runs. Loading a
-checkpoint to act unpickles nothing (:func:`lrgym.checkpoint.load_controller`).
+checkpoint to act unpickles nothing (:func:`lrgym.checkpoints.checkpoint.load_acting_policy`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from lrgym.agents.base import EpisodeStart
-from lrgym.checkpoint import load_controller
-from lrgym.specs import AgentSpec, TaskSpec
+from lrgym.checkpoints.checkpoint import check_signature, load_acting_policy
+from lrgym.tasks.specs import AgentSpec, TaskSpec
 
 
 class PPOAgent:
@@ -26,13 +26,13 @@ class PPOAgent:
     :param policy: an SB3 ``ActorCriticPolicy`` or sb3-contrib ``RecurrentActorCriticPolicy``
         (``model.policy`` of a ``PPO`` / ``RecurrentPPO``).
     :param normalizer: anything with ``normalize_obs`` (a frozen
-        :class:`~lrgym.policy_files.ObservationNormalizer`, or the live ``VecNormalize``
+        :class:`~lrgym.checkpoints.policy_files.ObservationNormalizer`, or the live ``VecNormalize``
         during training); only read here, never updated.
     :param action_mode: the env action mode the policy was trained in.
     :param deterministic: act with the policy's mode rather than a sample.
     """
 
-    population_capable = True  # lrgym.agents.population: needs only observations and the spaces
+    population_capable = True  # lrgym.agents.population_runs: needs only observations and the spaces
 
     def __init__(self, policy: Any, normalizer: Any, action_mode: str, deterministic: bool = True) -> None:
         self.policy = policy
@@ -94,9 +94,8 @@ def load_ppo_agent(
     trained on the scale-free state (or as a residual of a base schedule) acts so on any
     task with the same spaces, and :func:`lrgym.agents.run_episode` builds its env so.
     """
-    from lrgym.checkpoint import check_signature
 
-    controller = load_controller(path, device=device)
+    controller = load_acting_policy(path, device=device)
     overrides = acting_overrides(controller.card)
     if task is not None:
         check_signature(controller.card, task.replace(**overrides), path)

@@ -17,7 +17,7 @@ The choice is a JSON-able dict (:func:`tune_step_grid`; :func:`save_choice` and
 :func:`load_choice` write and read it) holding the chosen ``initial_lr``, ``scheduler``
 and ``kwargs``, the score, the tuning seeds, the task it was tuned on and every grid
 row. The ``step-grid`` agent runs the chosen configuration with
-:class:`~lrgym.agents.schedules.ScheduleAgent`: the torch scheduler's rate at every
+:class:`~lrgym.agents.fixed_schedules.ScheduleAgent`: the torch scheduler's rate at every
 trainee step, starting from the chosen initial rate (not the env's).
 """
 
@@ -33,9 +33,12 @@ from pathlib import Path
 from typing import Any
 
 from lrgym.agents.base import make_env, run_episode
-from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
-from lrgym.parallel import LOCAL, Backend, run_jobs
-from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+from lrgym.agents.fixed_schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.agents.population_runs import run_population_episodes
+from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.pool import run_jobs
+from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
+from lrgym.trainee.population import POPULATION_MIN, population_error
 
 SELECTION = "lowest mean over the tuning seeds of the episode's best validation loss"
 # A tuning estimated to take longer than this is refused unless asked for (--allow-long-tuning):
@@ -126,9 +129,7 @@ def score_configurations(
 ) -> list[float]:
     """:func:`score_configuration` of every (configuration, seed) in ``runs``, as one population
     (each member its own configuration and seed) when ``task`` allows it and there are at
-    least :data:`lrgym.population.POPULATION_MIN` runs, else one by one."""
-    from lrgym.agents.population import run_population_episodes
-    from lrgym.population import POPULATION_MIN, population_error
+    least :data:`lrgym.trainee.population.POPULATION_MIN` runs, else one by one."""
 
     if population_error(task) is not None or len(runs) < POPULATION_MIN:
         return [score_configuration(task, configuration, seed, env_options) for configuration, seed in runs]
@@ -166,7 +167,7 @@ def tune_step_grid(
         from the evaluation seeds.
     :param jobs: worker processes (1: in this process). Every argument is picklable. The
         runs go as populations of at most :data:`POPULATION_LIMIT` (at least ``jobs`` of them)
-        when the task allows it (:func:`lrgym.population.population_error`).
+        when the task allows it (:func:`lrgym.trainee.population.population_error`).
     :param progress: show a tqdm progress bar.
     :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
     :param max_seconds: refuse (``ValueError``) a tuning estimated to take longer; ``None``: no bound.
@@ -190,7 +191,7 @@ def tune_step_grid(
         )
     print(plan, flush=True)
     runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
-    # Configurations x seeds as populations (lrgym.agents.population): at least one per job.
+    # Configurations x seeds as populations (lrgym.agents.population_runs): at least one per job.
     count = min(len(runs), max(jobs, -(-len(runs) // POPULATION_LIMIT)))
     batches = [runs[start::count] for start in range(count)]
     batch_scores = run_jobs(

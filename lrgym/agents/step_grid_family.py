@@ -15,7 +15,7 @@ Two uses of the step-decay grid (:mod:`lrgym.agents.step_grid`) on a family:
 - **Per instance** (:func:`tune_instances`, the oracle): the plain ``step-grid`` kind
   on each instance's own tuning seeds (``agents/step-grid-small.toml`` is a 12-point
   grid for this), every (instance, configuration, seed) run spread over workers by
-  :func:`lrgym.parallel.run_jobs` and each instance's choice cached on disk.
+  :func:`lrgym.runners.pool.run_jobs` and each instance's choice cached on disk.
 
 Both write the step-grid choice format (:func:`~lrgym.agents.step_grid.save_choice`):
 ``initial_lr``, ``scheduler``, ``kwargs`` and how they were chosen; a family choice can
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from lrgym.agents.schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.agents.fixed_schedules import ENV_OPTION_KEYS, ScheduleAgent
 from lrgym.agents.step_grid import (
     GRID_KEYS,
     choice_agent,
@@ -43,9 +43,10 @@ from lrgym.agents.step_grid import (
     save_choice,
     score_configuration,
 )
-from lrgym.family import TaskFamily, load_family
-from lrgym.parallel import LOCAL, Backend, run_jobs
-from lrgym.specs import AgentSpec, TaskSpec, load_agent_spec
+from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.pool import run_jobs
+from lrgym.tasks.family import TaskFamily, load_family
+from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
 
 FAMILY_SELECTION = (
     "lowest mean over the tuning instances of the best validation loss divided by the instance's "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import comma_list
+from lrgym.evaluation.aggregate_report import write_aggregate
 
 HELP = "aggregate an evaluation across its instances: IQM, bootstrap CIs, probability of improvement, profiles"
 
@@ -31,7 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.study import write_aggregate
 
     if args.repetitions < 10:
         raise ValueError(f"--repetitions must be at least 10, got {args.repetitions}")

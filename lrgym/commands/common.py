@@ -6,6 +6,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from lrgym.environment.lr_control_env import resolve_device
+from lrgym.runners.backend import Backend
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
@@ -29,7 +32,6 @@ def _integer(text: str, minimum: int) -> int:
 
 def device_name(text: str) -> str:
     """argparse type: a device this machine has (``auto``, ``cpu``, ``cuda``, ``cuda:N``)."""
-    from lrgym.env import resolve_device
 
     try:
         resolve_device(text)
@@ -66,7 +68,7 @@ def parse_overrides(items: list[str]) -> dict:
     """
     import json
 
-    from lrgym.specs import tomllib
+    from lrgym.tasks.specs import tomllib
 
     overrides = {}
     for item in items:
@@ -101,7 +103,7 @@ def comma_list(text: str, flag: str | None = None) -> list[str]:
 
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--ray-address``: where runs execute (see ``lrgym.parallel``)."""
+    """``--backend`` and ``--ray-address``: where runs execute (see ``lrgym.runners.pool``)."""
     parser.add_argument(
         "--backend", choices=("local", "ray"), default="local",
         help="where runs execute: local worker processes (default) or a Ray cluster (pip install 'lrgym[ray]')",
@@ -114,8 +116,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def backend(args: argparse.Namespace):
-    """The :class:`lrgym.parallel.Backend` the flags ask for (a clear error if Ray is missing)."""
-    from lrgym.parallel import Backend
+    """The :class:`lrgym.runners.pool.Backend` the flags ask for (a clear error if Ray is missing)."""
 
     return Backend(args.backend, args.ray_address)
 

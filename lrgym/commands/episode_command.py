@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lrgym.agents import make_agent, run_episode
 from lrgym.commands.common import (
     add_data_arguments,
     add_override_argument,
@@ -11,6 +12,7 @@ from lrgym.commands.common import (
     non_negative_int,
     parse_overrides,
 )
+from lrgym.tasks.family import load_family
 
 HELP = "run one episode of an agent on a task and print its learning-rate trajectory"
 
@@ -42,8 +44,6 @@ class HoldAgent:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.agents import make_agent, run_episode
-    from lrgym.family import load_family
 
     family = load_family(args.task, **parse_overrides(args.overrides))
     if not family.single and args.instance is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from lrgym.agents import step_grid
 from lrgym.commands.common import (
     add_backend_arguments,
     add_data_arguments,
@@ -15,6 +16,10 @@ from lrgym.commands.common import (
     parse_overrides,
     positive_int,
 )
+from lrgym.evaluation.evaluate import agent_entries, default_jobs, evaluate, write_evaluation
+from lrgym.evaluation.family import evaluate_instances, write_family_evaluation
+from lrgym.tasks.family import load_family, parse_instances
+from lrgym.tasks.specs import load_task_spec
 
 HELP = ("run agents on the same seeds of a task, or of a task family's instances; "
         "write tables, significance tests and plots")
@@ -42,9 +47,8 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
 
 def max_tuning_s(args: argparse.Namespace) -> float | None:
     """The bound on a step-grid tuning's estimated time: none with ``--allow-long-tuning``."""
-    from lrgym.agents.step_grid import LONG_TUNING_S
 
-    return None if args.allow_long_tuning else LONG_TUNING_S
+    return None if args.allow_long_tuning else step_grid.LONG_TUNING_S  # read now: tests lower it
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,9 +76,6 @@ def print_written(paths: dict, folder) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.evaluate import agent_entries, default_jobs, evaluate, write_evaluation
-    from lrgym.family import load_family, parse_instances
-    from lrgym.specs import load_task_spec
 
     where = backend(args)
     family = load_family(args.task, **parse_overrides(args.overrides))
@@ -103,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_family(args: argparse.Namespace, family, instances: list[int], entries: list, reference: str) -> int:
-    from lrgym.evaluate import default_jobs
-    from lrgym.evaluate_family import evaluate_instances, write_family_evaluation
 
     folder = out_dir(args.out or f"runs/evaluate-{family.name}")
     evaluation = evaluate_instances(

@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
+from lrgym.checkpoints.checkpoint import CARD_FILE, read_card
 from lrgym.commands.common import (
     backend,
     comma_list,
@@ -27,6 +29,11 @@ from lrgym.commands.common import (
     positive_int,
 )
 from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s
+from lrgym.environment.lr_control_env import resolve_device
+from lrgym.evaluation.evaluate import AgentEntry, default_jobs, evaluate, write_evaluation
+from lrgym.evaluation.transfer import run_transfer
+from lrgym.tasks.specs import load_agent_spec, load_task_spec
+from lrgym.train import train
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
 DEFAULT_BASELINES = "constant,cosine,aslr,lookahead"
@@ -69,13 +76,6 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
-    from lrgym.checkpoint import CARD_FILE, read_card
-    from lrgym.env import resolve_device
-    from lrgym.evaluate import AgentEntry, default_jobs, evaluate, write_evaluation
-    from lrgym.specs import load_agent_spec, load_task_spec
-    from lrgym.train import train
-    from lrgym.transfer import run_transfer
 
     where = backend(args)
     task = load_task_spec(args.task, **parse_overrides(args.overrides))

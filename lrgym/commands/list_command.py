@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from lrgym import env_id
+from lrgym.tasks.family import load_family
+from lrgym.tasks.specs import agent_names, family_names, load_agent_spec, load_task_spec, task_names
+from lrgym.trainee.data import DataNotFoundError, load_dataset
+
 HELP = "list the tasks and task families (envs/*.toml) and agents (agents/*.toml)"
 
 
@@ -12,7 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data_status(dataset: str) -> str:
-    from lrgym.data import DataNotFoundError, load_dataset
 
     try:
         load_dataset(dataset)
@@ -22,9 +26,6 @@ def _data_status(dataset: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym import env_id
-    from lrgym.family import load_family
-    from lrgym.specs import agent_names, family_names, load_agent_spec, load_task_spec, task_names
 
     rows = []
     for name in task_names():

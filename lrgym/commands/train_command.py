@@ -14,6 +14,9 @@ from lrgym.commands.common import (
     parse_overrides,
     positive_int,
 )
+from lrgym.tasks.family import load_family
+from lrgym.tasks.specs import load_agent_spec, project_root
+from lrgym.train import train
 
 HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
 
@@ -59,9 +62,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from lrgym.family import load_family
-    from lrgym.specs import load_agent_spec, project_root
-    from lrgym.train import train
 
     where = backend(args)
     task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one

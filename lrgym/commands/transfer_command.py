@@ -6,6 +6,9 @@ import argparse
 
 from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
 from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s, print_written
+from lrgym.evaluation.evaluate import default_jobs
+from lrgym.evaluation.transfer import run_transfer
+from lrgym.tasks.specs import load_task_spec
 
 HELP = "run a trained controller on another task against the step decay transferred the same way"
 
@@ -29,9 +32,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.evaluate import default_jobs
-    from lrgym.specs import load_task_spec
-    from lrgym.transfer import run_transfer
 
     where = backend(args)
     target = load_task_spec(args.task, **parse_overrides(args.overrides))

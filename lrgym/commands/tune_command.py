@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
+from lrgym.agents.step_grid_family import family_cache_path, instance_cache_path, tune_instances, tune_step_grid_family
 from lrgym.commands.common import (
     add_backend_arguments,
     add_data_arguments,
@@ -24,6 +26,9 @@ from lrgym.commands.common import (
     out_dir,
     parse_overrides,
 )
+from lrgym.evaluation.evaluate import default_jobs
+from lrgym.tasks.family import load_family, parse_instances
+from lrgym.tasks.specs import load_agent_spec
 
 HELP = "tune a step-decay grid on a task, across a family's train instances, or per instance; write the choice JSON"
 
@@ -51,16 +56,6 @@ def _describe(choice: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
-    from lrgym.agents.step_grid_family import (
-        family_cache_path,
-        instance_cache_path,
-        tune_instances,
-        tune_step_grid_family,
-    )
-    from lrgym.evaluate import default_jobs
-    from lrgym.family import load_family, parse_instances
-    from lrgym.specs import load_agent_spec
 
     where = backend(args)
     family = load_family(args.task, **parse_overrides(args.overrides))

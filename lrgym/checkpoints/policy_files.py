@@ -1,0 +1,214 @@
+"""The files a controller acts from, none of them a pickle: weights, normalisation statistics, architecture.
+
+A controller checkpoint (:mod:`lrgym.checkpoints.checkpoint`) keeps what *acting* needs in plain
+data that loading cannot turn into code:
+
+- ``policy.<tag>.safetensors``: the SB3 policy's ``state_dict`` (safetensors holds
+  tensors and nothing else);
+- ``normalization.<tag>.json``: the ``VecNormalize`` statistics the policy was trained
+  behind (observation mean, variance and count, ``clip_obs``, ``epsilon``, the flags);
+- the card's ``policy`` entry: the SB3 policy alias (``MlpPolicy``, ``MlpLstmPolicy``),
+  its JSON keyword arguments and the observation and action spaces.
+
+:func:`build_policy` rebuilds the SB3 policy from those and loads the weights, so
+``ppo:PATH``, :class:`lrgym.controller.LRController` and ``lrgym transfer`` never
+unpickle anything. SB3's own ``model.zip`` and ``vecnormalize.pkl`` (cloudpickle) stay
+beside them only for ``lrgym train --resume``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass(frozen=True)
+class ObservationNormalizer:
+    """VecNormalize's observation normalisation, frozen, as plain numbers.
+
+    :param mean: running mean of each observation feature.
+    :param var: running variance of each feature.
+    :param count: observations the statistics were computed from.
+    :param clip_obs: normalised observations are clipped to ``[-clip_obs, clip_obs]``.
+    :param epsilon: added to the variance before the square root.
+    :param norm_obs: normalise observations at all (VecNormalize's flag).
+    :param norm_reward: rewards were normalised in training (kept for the record).
+    """
+
+    mean: np.ndarray
+    var: np.ndarray
+    count: float
+    clip_obs: float
+    epsilon: float
+    norm_obs: bool = True
+    norm_reward: bool = True
+
+    @classmethod
+    def from_vec_normalize(cls, vec_normalize: Any) -> ObservationNormalizer:
+        """The current statistics of an SB3 ``VecNormalize`` (copied: later updates do not leak in)."""
+        return cls(
+            mean=np.array(vec_normalize.obs_rms.mean, dtype=np.float64),
+            var=np.array(vec_normalize.obs_rms.var, dtype=np.float64),
+            count=float(vec_normalize.obs_rms.count),
+            clip_obs=float(vec_normalize.clip_obs),
+            epsilon=float(vec_normalize.epsilon),
+            norm_obs=bool(vec_normalize.norm_obs),
+            norm_reward=bool(vec_normalize.norm_reward),
+        )
+
+    def normalize_obs(self, observations: np.ndarray) -> np.ndarray:
+        """What ``VecNormalize.normalize_obs`` returns for a batch of observations.
+
+        Hand-written because VecNormalize cannot exist without an environment to wrap;
+        the formula is SB3's ``VecNormalize._normalize_obs``, cast to float32 as it does.
+        """
+        observations = np.asarray(observations)
+        if observations.shape[-1:] != self.mean.shape:
+            raise ValueError(
+                f"observation of shape {observations.shape[-1:]} given to a controller normalising {self.mean.shape}"
+            )
+        if not self.norm_obs:
+            return observations
+        normalized = (observations - self.mean) / np.sqrt(self.var + self.epsilon)
+        return np.clip(normalized, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    def to_json(self) -> dict[str, Any]:
+        # float64 -> JSON -> float64 is exact (Python writes the shortest repr that reads back).
+        return {
+            "mean": [float(value) for value in self.mean],
+            "var": [float(value) for value in self.var],
+            "count": self.count,
+            "clip_obs": self.clip_obs,
+            "epsilon": self.epsilon,
+            "norm_obs": self.norm_obs,
+            "norm_reward": self.norm_reward,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | Path = "normalization") -> ObservationNormalizer:
+        """Read :meth:`to_json`'s output back, refusing anything but the expected plain numbers."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(data).__name__}")
+        missing = sorted({"mean", "var", "count", "clip_obs", "epsilon", "norm_obs"} - set(data))
+        if missing:
+            raise ValueError(f"{where}: missing {', '.join(missing)}")
+        mean, var = (_finite_vector(data[key], f"{where}: {key}") for key in ("mean", "var"))
+        if mean.shape != var.shape or (var < 0).any():
+            raise ValueError(f"{where}: mean and var must have the same length and var be >= 0")
+        numbers = {key: _finite_number(data[key], f"{where}: {key}") for key in ("count", "clip_obs", "epsilon")}
+        if numbers["clip_obs"] <= 0 or numbers["epsilon"] < 0:
+            raise ValueError(f"{where}: clip_obs must be > 0 and epsilon >= 0")
+        flags = {key: data.get(key, True) for key in ("norm_obs", "norm_reward")}
+        if not all(isinstance(flag, bool) for flag in flags.values()):
+            raise ValueError(f"{where}: norm_obs and norm_reward must be true or false")
+        return cls(mean=mean, var=var, **numbers, **flags)
+
+
+def _finite_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _finite_vector(value: Any, where: str) -> np.ndarray:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"{where}: expected a non-empty list of numbers, got {type(value).__name__}")
+    return np.array([_finite_number(item, where) for item in value], dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------- spaces as JSON
+def space_to_json(space: spaces.Space) -> dict[str, Any]:
+    """A ``Box`` or ``Discrete`` space as plain JSON (the only kinds an lrgym env has)."""
+    if isinstance(space, spaces.Box):
+        return {"type": "Box", "shape": list(space.shape), "dtype": str(space.dtype),
+                "low": space.low.reshape(-1).tolist(), "high": space.high.reshape(-1).tolist()}
+    if isinstance(space, spaces.Discrete):
+        return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    raise ValueError(f"cannot save a controller for a {type(space).__name__} space (Box or Discrete only)")
+
+
+def space_from_json(data: dict[str, Any]) -> spaces.Space:
+    """The space :func:`space_to_json` wrote."""
+    kind = data.get("type") if isinstance(data, dict) else None
+    if kind == "Box":
+        if data.get("dtype") not in ("float32", "float64"):
+            raise ValueError(f"card: Box dtype must be float32 or float64, got {data.get('dtype')!r}")
+        shape = tuple(int(size) for size in data["shape"])
+        low, high = (np.array(data[key], dtype=data["dtype"]).reshape(shape) for key in ("low", "high"))
+        return spaces.Box(low=low, high=high, shape=shape, dtype=data["dtype"])
+    if kind == "Discrete":
+        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
+    raise ValueError(f"card: unknown space {data!r} (Box or Discrete)")
+
+
+# ---------------------------------------------------------------------------- policy
+def policy_facts(model: Any) -> dict[str, Any]:
+    """What :func:`build_policy` needs to rebuild ``model.policy``, as the card's ``policy`` entry.
+
+    :raises ValueError: the policy is not one of the algorithm's named policies, or its
+        keyword arguments are not plain JSON (a class, a function).
+    """
+    aliases = {cls: name for name, cls in type(model).policy_aliases.items()}
+    if type(model.policy) not in aliases:
+        raise ValueError(f"{type(model.policy).__name__} is not one of {type(model).__name__}'s named policies")
+    try:
+        kwargs = json.loads(json.dumps(model.policy_kwargs, allow_nan=False))
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"policy_kwargs {model.policy_kwargs!r} are not plain JSON ({error}): a controller is saved "
+            "without pickle, so its architecture must be numbers, strings, lists and tables"
+        ) from error
+    return {
+        "name": aliases[type(model.policy)],
+        "kwargs": kwargs,
+        "use_sde": bool(model.use_sde),
+        "observation_space": space_to_json(model.observation_space),
+        "action_space": space_to_json(model.action_space),
+    }
+
+
+def save_policy_weights(policy: Any, path: Path) -> None:
+    """The policy's ``state_dict`` as safetensors (tied tensors handled by ``save_model``)."""
+    from safetensors.torch import save_model
+
+    save_model(policy, str(path))
+
+
+def build_policy(facts: dict[str, Any], algorithm: type, weights: Path, device: str = "cpu") -> Any:
+    """The SB3 policy described by ``facts`` (:func:`policy_facts`) with the weights of ``weights``.
+
+    :param algorithm: the SB3 class that trained it (its ``policy_aliases`` name the policy class).
+    :raises ValueError: an unknown policy name, or weights that do not fit the architecture.
+    """
+    from safetensors.torch import load_model
+
+    name = facts.get("name")
+    if name not in algorithm.policy_aliases:
+        raise ValueError(f"card: policy {name!r} is not one of {', '.join(algorithm.policy_aliases)}")
+    kwargs = facts.get("kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"card: policy kwargs must be a table, got {kwargs!r}")
+    try:
+        policy = algorithm.policy_aliases[name](
+            space_from_json(facts["observation_space"]),
+            space_from_json(facts["action_space"]),
+            lambda _: 0.0,  # the learning rate of an optimizer that acting never steps
+            use_sde=bool(facts.get("use_sde", False)),
+            **kwargs,
+        )
+    except TypeError as error:
+        raise ValueError(f"card: policy kwargs {kwargs!r} do not fit {name}: {error}") from error
+    try:
+        load_model(policy, str(weights), strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{weights}: the weights do not fit the {name} the card describes: {error}") from error
+    from stable_baselines3.common.utils import get_device
+
+    policy.set_training_mode(False)
+    return policy.to(get_device(device))  # "auto": the GPU when there is one, as SB3 decides

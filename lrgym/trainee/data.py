@@ -1,0 +1,412 @@
+"""Datasets: registry, sources, the source paper's splits, device-resident tensors.
+
+Every dataset is held as three splits (train / validation / test), each one tensor
+of inputs and one of labels, on the training device. Images stay ``uint8`` and are
+normalised per batch (:meth:`Split.inputs`), so a whole split costs one byte per
+pixel of device memory. Batches are drawn by index with a seeded generator; no
+DataLoader sits in the hot loop.
+
+Where files come from, in order (design.md, "Data without a network"):
+
+1. ``data_dir`` (the ``--data-dir`` flag) or the ``LRGYM_DATA`` environment variable;
+2. well-known system folders (Debian's ``dataset-fashion-mnist`` package installs
+   the full Fashion-MNIST in ``/usr/share/datasets/fashion-mnist``);
+3. a torchvision download into ``data_dir`` (or ``~/.cache/lrgym``), only when the
+   caller asked for it (``download=True`` / ``--download``).
+
+``mnist1d`` needs none of these: the ``mnist1d`` package generates it locally from
+its templates, so the demo and the tests run with no network and no system package.
+Its generation knobs (:data:`MNIST1D_KNOBS`: noise, shift, scale, shear) are a task's
+``dataset_kwargs``; each variant is generated once and cached on disk, keyed by them.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import json
+import os
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrgym.tasks.names import unknown_name_error
+
+SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
+DEFAULT_DOWNLOAD_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lrgym"
+VALIDATION_SPLIT_SEED = 0  # the validation set is carved from the official train set once
+
+
+class DataNotFoundError(FileNotFoundError):
+    """A dataset's files are not in any of the places lrgym looks."""
+
+
+@dataclass
+class Split:
+    """One split held on the device: ``x`` (uint8 or float32) and ``y`` (int64)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    mean: float
+    std: float
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def inputs(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Normalised float32 inputs for ``index`` (all when ``None``)."""
+        x = self.x if index is None else self.x[index]
+        if x.dtype == torch.uint8:
+            return x.float().div_(255.0).sub_(self.mean).div_(self.std)
+        return x if self.mean == 0.0 and self.std == 1.0 else (x - self.mean) / self.std
+
+    def labels(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        return self.y if index is None else self.y[index]
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device), self.mean, self.std)
+
+
+@dataclass
+class Dataset:
+    """A dataset's three splits and its shape facts."""
+
+    name: str
+    train: Split
+    validation: Split
+    test: Split
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset(
+            self.name,
+            self.train.to(device),
+            self.validation.to(device),
+            self.test.to(device),
+            self.input_shape,
+            self.num_classes,
+        )
+
+
+# ----------------------------------------------------------------------------- readers
+# Hand-written because torchvision's readers need uncompressed files in its own folder
+# layout and check md5 sums; we read the official .gz / pickle files wherever they are.
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (``.gz`` or plain): the MNIST family's format."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
+        data = handle.read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_idx(folder: Path, stem: str) -> Path | None:
+    for name in (f"{stem}.gz", stem):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def read_idx_folder(folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The four MNIST-format files of ``folder``: train x, train y, test x, test y."""
+    stems = (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    )
+    paths = [_find_idx(folder, stem) for stem in stems]
+    if any(path is None for path in paths):
+        raise DataNotFoundError(folder)
+    return tuple(read_idx(path) for path in paths)  # type: ignore[return-value,arg-type]
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def read_cifar_folder(
+    folder: Path, train_files: list[str], test_files: list[str], label_key: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """CIFAR's python pickles: ``data`` rows of 3072 bytes (RGB planes) and labels."""
+    if not all((folder / name).is_file() for name in train_files + test_files):
+        raise DataNotFoundError(folder)
+
+    def load(names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        batches = [_unpickle(folder / name) for name in names]
+        x = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
+        y = np.concatenate([np.asarray(b[label_key], dtype=np.int64) for b in batches])
+        return x.reshape(-1, 3, 32, 32), y
+
+    return (*load(train_files), *load(test_files))
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """How to find, read and split one dataset."""
+
+    name: str
+    folder_names: tuple[str, ...]  # sub-folders of a data dir that may hold the files
+    read: Callable[[Path], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] | None
+    validation_size: int
+    num_classes: int
+    torchvision_class: str | None = None
+    debian_package: str | None = None
+    description: str = ""
+
+
+def _cifar10(folder: Path):
+    return read_cifar_folder(folder, [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels")
+
+
+def _cifar100(folder: Path):
+    return read_cifar_folder(folder, ["train"], ["test"], "fine_labels")
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    info.name: info
+    for info in [
+        DatasetInfo(
+            "mnist1d", (), None, 2000, 10,
+            description="MNIST-1D, generated locally by the mnist1d package (no files needed)",
+        ),
+        DatasetInfo(
+            "fashion-mnist", ("fashion-mnist", "FashionMNIST/raw", "fashion_mnist"), read_idx_folder,
+            10_000, 10, "FashionMNIST", "dataset-fashion-mnist",
+            description="Fashion-MNIST 28x28 grey, 50k/10k/10k",
+        ),
+        DatasetInfo(
+            "mnist", ("mnist", "MNIST/raw"), read_idx_folder, 10_000, 10, "MNIST",
+            description="MNIST 28x28 grey, 50k/10k/10k",
+        ),
+        DatasetInfo(
+            "kmnist", ("kmnist", "KMNIST/raw"), read_idx_folder, 10_000, 10, "KMNIST",
+            description="Kuzushiji-MNIST 28x28 grey, 50k/10k/10k",
+        ),
+        DatasetInfo(
+            "cifar10", ("cifar-10-batches-py", "cifar10/cifar-10-batches-py", "cifar10"), _cifar10,
+            10_000, 10, "CIFAR10",
+            description="CIFAR-10 32x32 colour, 40k/10k/10k",
+        ),
+        DatasetInfo(
+            "cifar100", ("cifar-100-python", "cifar100/cifar-100-python", "cifar100"), _cifar100,
+            10_000, 100, "CIFAR100",
+            description="CIFAR-100 32x32 colour, 40k/10k/10k",
+        ),
+    ]
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise unknown_name_error("dataset", name, list(DATASETS))
+    return DATASETS[name]
+
+
+def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
+    """Folders searched for dataset files, in order."""
+    dirs = []
+    if data_dir:
+        dirs.append(Path(data_dir))
+    if os.environ.get("LRGYM_DATA"):
+        dirs.append(Path(os.environ["LRGYM_DATA"]))
+    dirs.extend(SYSTEM_DATA_DIRS)
+    dirs.append(DEFAULT_DOWNLOAD_DIR)
+    return dirs
+
+
+def _missing_message(info: DatasetInfo, searched: list[Path]) -> str:
+    lines = [
+        f"dataset {info.name!r} was not found. Searched: {', '.join(str(p) for p in searched)}.",
+        "Get it in one of these ways:",
+        "  1. put its files in a folder and pass --data-dir DIR (or set LRGYM_DATA=DIR);",
+    ]
+    if info.debian_package:
+        lines.append(
+            f"  2. on Debian/Ubuntu: apt-get install {info.debian_package} "
+            f"(files land in /usr/share/datasets/{info.folder_names[0]});"
+        )
+    else:
+        lines.append("  2. (no Debian package ships this dataset);")
+    lines.append("  3. pass --download (download=True) to let torchvision fetch it (needs network).")
+    lines.append("mnist1d needs no files at all: it is generated locally.")
+    return "\n".join(lines)
+
+
+def _read_raw(info: DatasetInfo, data_dir: str | Path | None, download: bool):
+    searched = []
+    for root in candidate_dirs(data_dir):
+        for sub in ("", *info.folder_names):
+            folder = root / sub if sub else root
+            searched.append(folder)
+            if folder.is_dir():
+                try:
+                    return info.read(folder)
+                except DataNotFoundError:
+                    continue
+    if download and info.torchvision_class:
+        import torchvision
+
+        root = Path(data_dir) if data_dir else DEFAULT_DOWNLOAD_DIR
+        getattr(torchvision.datasets, info.torchvision_class)(root, train=True, download=True)
+        getattr(torchvision.datasets, info.torchvision_class)(root, train=False, download=True)
+        return _read_raw(info, root, download=False)
+    raise DataNotFoundError(_missing_message(info, searched))
+
+
+# The mnist1d package's generation arguments (mnist1d.data.get_dataset_args) that a task
+# may set: what the digits look like. The sample count, split, sequence length and seed
+# stay fixed, so every variant has the same shape and the same number of examples.
+MNIST1D_KNOBS = (
+    "scale_coeff", "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale", "shuffle_seq",
+)
+
+
+def check_dataset_kwargs(name: str, dataset_kwargs: dict | None) -> None:
+    """Refuse generation arguments a dataset does not have (only mnist1d has any)."""
+    unknown = sorted(set(dataset_kwargs or {}) - set(MNIST1D_KNOBS if name == "mnist1d" else ()))
+    if unknown:
+        valid = ", ".join(MNIST1D_KNOBS) if name == "mnist1d" else "none (only mnist1d is generated)"
+        raise ValueError(f"dataset {name!r} takes no generation argument(s) {unknown}; valid: {valid}")
+
+
+def _generate_mnist1d(
+    seed: int = 0, knobs: dict | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D from the ``mnist1d`` package's local generator, cached as .npz after the first call.
+
+    :param knobs: generation arguments of :data:`MNIST1D_KNOBS` (none: the package's defaults);
+        each variant has its own cache file, named by a hash of its arguments.
+    """
+    knobs = dict(knobs or {})
+    check_dataset_kwargs("mnist1d", knobs)
+    variant = ""
+    if knobs:
+        digest = hashlib.sha256(json.dumps(knobs, sort_keys=True).encode()).hexdigest()[:12]
+        variant = f"-{digest}"
+    cache = DEFAULT_DOWNLOAD_DIR / f"mnist1d-12000-seed{seed}{variant}.npz"
+    if cache.is_file():
+        with np.load(cache) as data:
+            return data["x"], data["y"], data["x_test"], data["y_test"]
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    args.num_samples = 12_000  # 9600 train / 2400 test; 2000 of train carved for validation
+    args.seed = seed
+    for key, value in knobs.items():
+        setattr(args, key, value)
+    data = make_dataset(args)
+    arrays = {
+        "x": data["x"].astype(np.float32),
+        "y": data["y"].astype(np.int64),
+        "x_test": data["x_test"].astype(np.float32),
+        "y_test": data["y_test"].astype(np.int64),
+    }
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_suffix(f".{os.getpid()}.npz")
+        np.savez(temporary, **arrays)
+        temporary.replace(cache)  # atomic: parallel workers never read a half-written file
+    except OSError:
+        pass  # a read-only home only costs the generation time next run
+    return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
+
+
+def _to_split(x: np.ndarray, y: np.ndarray, mean: float, std: float) -> Split:
+    if x.dtype != np.uint8:  # float data are stored normalised: no per-batch arithmetic
+        x, mean, std = ((x - mean) / std).astype(np.float32), 0.0, 1.0
+    x = np.require(x, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+    return Split(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), mean, std)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cpu(name: str, data_dir: str | None, download: bool, dataset_kwargs: str = "{}") -> Dataset:
+    info = dataset_info(name)
+    if name == "mnist1d":
+        train_x, train_y, test_x, test_y = _generate_mnist1d(knobs=json.loads(dataset_kwargs))
+        train_x, test_x = train_x[:, None, :], test_x[:, None, :]  # (N, 1, 40): one channel
+    else:
+        train_x, train_y, test_x, test_y = _read_raw(info, data_dir, download)
+        if train_x.ndim == 3:  # greyscale idx images: add the channel axis
+            train_x, test_x = train_x[:, None], test_x[:, None]
+    if len(train_x) <= info.validation_size:
+        raise ValueError(f"{name}: {len(train_x)} training examples cannot give a validation split")
+    order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(len(train_x))
+    val_index, train_index = order[: info.validation_size], order[info.validation_size :]
+    # Normalisation statistics come from the training split only.
+    scale = 255.0 if train_x.dtype == np.uint8 else 1.0
+    sample = train_x[train_index[:10_000]].astype(np.float64) / scale
+    mean, std = float(sample.mean()), float(sample.std()) or 1.0
+    return Dataset(
+        name=name,
+        train=_to_split(train_x[train_index], train_y[train_index], mean, std),
+        validation=_to_split(train_x[val_index], train_y[val_index], mean, std),
+        test=_to_split(test_x, test_y, mean, std),
+        input_shape=tuple(train_x.shape[1:]),
+        num_classes=info.num_classes,
+    )
+
+
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: torch.device | str = "cpu",
+    dataset_kwargs: dict | None = None,
+) -> Dataset:
+    """Load ``name`` with its train/validation/test splits, as tensors on ``device``.
+
+    :param name: a key of :data:`DATASETS`.
+    :param dataset_kwargs: generation arguments (mnist1d only: :data:`MNIST1D_KNOBS`).
+    :param data_dir: a folder to search first (else ``LRGYM_DATA``, then system folders).
+    :param download: let torchvision download the files when they are nowhere.
+    :param device: where the tensors live.
+    :raises ValueError: for an unknown name (the message lists the valid ones).
+    :raises DataNotFoundError: when the files are missing (the message says how to get them).
+    """
+    dataset_info(name)
+    check_dataset_kwargs(name, dataset_kwargs)
+    key = (name, str(data_dir) if data_dir else None, bool(download),
+           json.dumps(dataset_kwargs or {}, sort_keys=True))
+    dataset = _load_cpu(*key)
+    device = torch.device(device)
+    if device.type == "cpu":
+        return dataset
+    if (key, device) not in _DEVICE_CACHE:  # one copy per device, shared by every env
+        _DEVICE_CACHE[(key, device)] = dataset.to(device)
+    return _DEVICE_CACHE[(key, device)]
+
+
+_DEVICE_CACHE: dict = {}
+
+
+def batch_index(
+    size: int, batch_size: int, generator: torch.Generator, state: dict
+) -> torch.Tensor:
+    """Next batch of indices from seeded epoch-wise permutations (no replacement in an epoch).
+
+    ``state`` holds the current permutation and cursor; it is owned by the caller.
+    """
+    perm = state.get("perm")
+    cursor = state.get("cursor", 0)
+    if perm is None or cursor + batch_size > size:
+        perm = torch.randperm(size, generator=generator, device=generator.device)
+        cursor = 0
+        state["epoch"] = state.get("epoch", -1) + 1
+    state["perm"], state["cursor"] = perm, cursor + batch_size
+    return perm[cursor : cursor + batch_size]
