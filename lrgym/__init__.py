@@ -35,7 +35,9 @@ def register_envs() -> list[str]:
     for name in family_names():
         spec_id = env_id(name)
         if spec_id not in gymnasium.registry:
-            gymnasium.register(id=spec_id, entry_point="lrgym.environment.family_env:FamilyEnv", kwargs={"family": name})
+            gymnasium.register(
+                id=spec_id, entry_point="lrgym.environment.family_env:FamilyEnv", kwargs={"family": name}
+            )
         ids.append(spec_id)
     return ids
 

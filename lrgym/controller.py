@@ -30,6 +30,7 @@ from torch import nn
 from lrgym.agents.ppo import PPOAgent, load_ppo_agent
 from lrgym.checkpoints.checkpoint import read_card
 from lrgym.environment.episode import EpisodeTracker, start_lr
+from lrgym.environment.rewards import needs_base_run
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import ModelMeter
 from lrgym.trainee.models import final_layer as find_final_layer
@@ -72,7 +73,7 @@ class LRController:
         self.total_steps = int(total_steps)
         self.final_layer = final_layer if final_layer is not None else find_final_layer(model)
         self.step_count = 0
-        if task.reward == "relative_terminal":  # acting needs no reward: do not run the base schedule
+        if needs_base_run(task):  # acting needs no reward: do not run the base schedule
             task = task.replace(reward="log_improvement")
         self.task = task.replace(steps=self.total_steps)
         self.lr = start_lr(self.task, float(optimizer.param_groups[0]["lr"]))

@@ -5,7 +5,7 @@ their observation normalisation, build or resume the PPO model, attach the
 callbacks (episode logging, held-out evaluation keeping the best controller,
 periodic checkpoints, progress bar, timing), learn, save.
 
-Seeds, in one place: training episodes use seeds from :data:`TRAINING_SEED_START`
+Seeds, in one place: training episodes use seeds from :data:`~lrgym.resume.TRAINING_SEED_START`
 up, the held-out evaluation during training uses seeds from
 :data:`HELD_OUT_SEED_START` (chosen to cover every initial rate), and ``lrgym evaluate`` uses 0..N-1, so the three never
 overlap.
@@ -26,7 +26,6 @@ reads those files (:func:`lrgym.checkpoints.checkpoint.load_acting_policy`).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import Counter
@@ -46,31 +45,27 @@ from lrgym.callbacks import (
     ProgressBarCallback,
     TrainingProgress,
     WallClockCallback,
-    periodic_checkpoints,
 )
 from lrgym.checkpoints.checkpoint import (
     CARD_FILE,
-    TRAINING_ROLES,
     algorithm_class,
     annotate_card,
     load_training_state,
-    read_card,
     save_checkpoint,
     space_signature,
 )
 from lrgym.environment.lr_control_env import LRControlEnv, initial_lr_for_seed, resolve_device
+from lrgym.resume import TRAINING_SEED_START, StartingPoint, starting_point, wall_clock
 from lrgym.runners.backend import LOCAL, Backend, local_node
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import AgentSpec, TaskSpec
 from lrgym.vec_env.training import make_training_env
 
-WALL_TIME_FILE = "wall_time.json"
 WALL_TIME_NOTE = (
     "wall_time_s: every session of the run from the start of `lrgym train` until it ended or was killed "
     "(each session is recorded every 5 s, so a kill loses at most 5 s of it), including time after the last "
     "periodic checkpoint that a resume trains again"
 )
-TRAINING_SEED_START = 10_000
 HELD_OUT_SEED_START = 5_000
 # Agent spec params that configure this module rather than the SB3 class.
 DEFAULTS = {
@@ -184,7 +179,6 @@ def train(
     # What the spaces, the action mode and the card's task come from: the family's first
     # train instance (every instance has the same spaces).
     representative = family.instance(family.indices("train")[0]) if family else task
-    cls = algorithm_class(agent.kind)
     timesteps = int(timesteps if timesteps is not None else agent_setting(agent, "timesteps"))
     if timesteps < 1:
         raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
@@ -192,102 +186,30 @@ def train(
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
     started = time.perf_counter()
 
-    # ---------------------------------------------------------------- fresh run or resume
-    if resume:
-        candidates = periodic_checkpoints(out / "periodic")
-        if not candidates:
-            raise FileNotFoundError(f"{out}: no periodic checkpoint to resume from")
-        last = candidates[-1]
-        last_card = read_card(last, TRAINING_ROLES)
-        _check_same_run(last_card, representative, agent, last, family)
-        progress = TrainingProgress.from_dict(last_card["training_state"])
-        first_seed = TRAINING_SEED_START + progress.episodes + n_envs * population
-    else:
-        if (out / CARD_FILE).exists() or periodic_checkpoints(out / "periodic"):
-            raise ValueError(f"{out} already holds a training run: add --resume, or choose another --out")
-        progress = TrainingProgress()
-        first_seed = TRAINING_SEED_START
-    venv = make_training_env(task, n_envs, first_seed, env_options, population, backend)
+    start = starting_point(out, resume, representative, agent, family, n_envs * population)
+    venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend)
     workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
     if backend.is_ray:
         print(f"ray: {venv.placement()}", flush=True)
     logger, clock = None, None
     try:
-        if resume:
-            loaded = load_training_state(last, representative, env=venv, device=device_name)
-            model, vec_normalize = loaded.model, loaded.vec_normalize
-        else:
-            algorithm = dict(agent.params.get("algorithm", {}))
-            normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
-            vec_normalize = VecNormalize(venv, **normalize)
-            policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
-            model = cls(policy, vec_normalize, seed=seed, device=device_name, verbose=0, **algorithm)
+        model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name)
         logger = configure(str(out / "tensorboard"), ["tensorboard"])
         model.set_logger(logger)
         if model.num_timesteps >= timesteps:
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
-
         eval_every = int(agent_setting(agent, "eval_every_episodes"))
         runs = held_out_runs(task, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
-        held_out: list[Any] = (
-            [{"instance": held.name, "seed": seed} for held, seed in runs] if family else [seed for _, seed in runs]
+        clock = wall_clock(out, started, start)
+        card = RunCard(
+            representative, family, agent, model, start.progress, device_name, clock.earlier_s, started,
+            {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed,
+             "seeds": {"training_from": TRAINING_SEED_START, "held_out": _held_out_record(runs, family)}},
         )
-
-        # ------------------------------------------------------------ the checkpoint card
-        earlier_sessions = WallClockCallback.read_sessions(out / WALL_TIME_FILE) if resume else []
-        if resume and not earlier_sessions:  # a run from before wall_time.json: up to its checkpoint
-            earlier_sessions = [{"started": None, "seconds": progress.wall_time_s}]
-        clock = WallClockCallback(out / WALL_TIME_FILE, started, earlier_sessions)
-        clock.write()
-        wall_before = clock.earlier_s
-
-        def card(selection: dict[str, Any]) -> dict[str, Any]:
-            wall_time = wall_before + time.perf_counter() - started
-            return {
-                "task": representative.to_dict(),
-                **({"family": family.to_dict()} if family else {}),
-                "agent": agent.to_dict(),
-                "signature": space_signature(representative),
-                "algorithm": f"{cls.__module__.split('.')[0]}.{cls.__name__}",
-                "timesteps": model.num_timesteps,
-                "episodes": progress.episodes,
-                "wall_time_s": round(wall_time, 1),
-                "wall_time_note": WALL_TIME_NOTE,
-                "device": {"trainee": device_name, "policy": str(model.device)},
-                "n_envs": n_envs,
-                "population": population,
-                "workers": workers,
-                "seed": seed,
-                "seeds": {"training_from": TRAINING_SEED_START, "held_out": held_out},
-                "selection": selection,
-                "training_state": {**progress.to_dict(), "wall_time_s": round(wall_time, 1)},
-                "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-            }
-
-        def save_best(at_timesteps: int, score: float) -> None:
-            rule = "lowest mean best validation loss on the held-out " + (
-                "validation instances" if family else "seeds")
-            save_checkpoint(out, model, vec_normalize,
-                            card({"rule": rule, "score": score, "timesteps": at_timesteps}))
-
-        def save_periodic(folder: Path) -> None:
-            save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
-
-        # ------------------------------------------------------------ callbacks and learning
-        evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best, population > 1)
-        timer = PhaseTimerCallback(evaluation)
-        callbacks = [
-            EpisodeLogCallback(progress, representative.divergence_loss),
-            timer,  # before the evaluation: see PhaseTimerCallback
-            clock,
-            evaluation,
-            PeriodicCheckpointCallback(
-                out / "periodic", int(agent_setting(agent, "checkpoint_every_rollouts")), save_periodic
-            ),
-            *(extra_callbacks or []),
-        ]
-        if progress_bar:
-            callbacks.append(ProgressBarCallback(progress))
+        callbacks, timer = _callbacks(
+            out, agent, runs, env_options, eval_every, start.progress, model, vec_normalize, card, clock,
+            population > 1, extra_callbacks or [], progress_bar,
+        )
         model.learn(
             total_timesteps=max(0, timesteps - model.num_timesteps),
             callback=CallbackList(callbacks),
@@ -298,9 +220,9 @@ def train(
         # The kept controller's card also tells how the whole run went.
         annotate_card(out, "run", {
             "timesteps": model.num_timesteps,
-            "episodes": progress.episodes,
-            "wall_time_s": round(wall_before + time.perf_counter() - started, 1),
-            "held_out_history": progress.history,
+            "episodes": start.progress.episodes,
+            "wall_time_s": round(card.wall_time_s(), 1),
+            "held_out_history": start.progress.history,
         })
     finally:
         if clock is not None:
@@ -312,27 +234,105 @@ def train(
     return TrainResult(
         folder=out,
         timesteps=model.num_timesteps,
-        episodes=progress.episodes,
-        wall_time_s=wall_before + session,
+        episodes=start.progress.episodes,
+        wall_time_s=clock.earlier_s + session,
         session_time_s=session,
-        best_score=progress.best_score,
-        best_timesteps=progress.best_timesteps,
+        best_score=start.progress.best_score,
+        best_timesteps=start.progress.best_timesteps,
         rollout_s=timer.rollout_seconds,
         update_s=timer.update_seconds,
         evaluation_s=timer.evaluation_seconds,
     )
 
 
-def _check_same_run(
-    card: dict[str, Any], task: TaskSpec, agent: AgentSpec, where: Path, family: TaskFamily | None = None
-) -> None:
-    """Resuming with another task, family or agent spec would mix two runs: refuse."""
-    pairs = [("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict()),
-             ("family", card.get("family") or {}, family.to_dict() if family else {})]
-    for what, saved, now in pairs:
-        now = json.loads(json.dumps(now))  # as the card holds it: tuples are lists
-        if saved != now:
-            changed = sorted(key for key in set(saved) | set(now) if saved.get(key) != now.get(key))
-            raise ValueError(
-                f"{where}: cannot resume: the {what} spec differs from the saved run in {', '.join(changed)}"
-            )
+def _build_model(
+    agent: AgentSpec, venv: Any, start: StartingPoint, task: TaskSpec, seed: int, device: str
+) -> tuple[Any, VecNormalize]:
+    """The SB3 model and its observation normalisation: new, or loaded to resume."""
+    if start.resume_from is not None:
+        loaded = load_training_state(start.resume_from, task, env=venv, device=device)
+        return loaded.model, loaded.vec_normalize
+    algorithm = dict(agent.params.get("algorithm", {}))
+    normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
+    vec_normalize = VecNormalize(venv, **normalize)
+    policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
+    cls = algorithm_class(agent.kind)
+    return cls(policy, vec_normalize, seed=seed, device=device, verbose=0, **algorithm), vec_normalize
+
+
+# ---------------------------------------------------------------------------- the checkpoint card
+def _held_out_record(runs: list[tuple[TaskSpec, int]], family: TaskFamily | None) -> list[Any]:
+    return [{"instance": held.name, "seed": seed} for held, seed in runs] if family else [seed for _, seed in runs]
+
+
+class RunCard:
+    """Builds the card of every checkpoint the run saves: what was trained, how, and how far.
+
+    ``card(selection)`` is called at each save, so timesteps, episodes and wall time are
+    those of that moment.
+    """
+
+    def __init__(
+        self, task: TaskSpec, family: TaskFamily | None, agent: AgentSpec, model: Any, progress: TrainingProgress,
+        device: str, earlier_s: float, started: float, run: dict[str, Any],
+    ) -> None:
+        self.task, self.family, self.agent, self.model, self.progress = task, family, agent, model, progress
+        self.device, self.earlier_s, self.started, self.run = device, earlier_s, started, run
+
+    def wall_time_s(self) -> float:
+        """All sessions of the run until now."""
+        return self.earlier_s + time.perf_counter() - self.started
+
+    def __call__(self, selection: dict[str, Any]) -> dict[str, Any]:
+        wall_time = round(self.wall_time_s(), 1)
+        cls = type(self.model)
+        return {
+            "task": self.task.to_dict(),
+            **({"family": self.family.to_dict()} if self.family else {}),
+            "agent": self.agent.to_dict(),
+            "signature": space_signature(self.task),
+            "algorithm": f"{cls.__module__.split('.')[0]}.{cls.__name__}",
+            "timesteps": self.model.num_timesteps,
+            "episodes": self.progress.episodes,
+            "wall_time_s": wall_time,
+            "wall_time_note": WALL_TIME_NOTE,
+            "device": {"trainee": self.device, "policy": str(self.model.device)},
+            **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "seeds")},
+            "selection": selection,
+            "training_state": {**self.progress.to_dict(), "wall_time_s": wall_time},
+            "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        }
+
+
+# ---------------------------------------------------------------------------- callbacks
+def _callbacks(
+    out: Path, agent: AgentSpec, runs: list[tuple[TaskSpec, int]], env_options: dict[str, Any], eval_every: int,
+    progress: TrainingProgress, model: Any, vec_normalize: VecNormalize, card: RunCard, clock: WallClockCallback,
+    as_population: bool, extra: list[BaseCallback], progress_bar: bool,
+) -> tuple[list[BaseCallback], PhaseTimerCallback]:
+    """Episode logging, timing, the wall clock, held-out selection, periodic checkpoints, progress;
+    and the timer, which reports where the session's time went."""
+    selected_on = "validation instances" if card.family else "seeds"
+
+    def save_best(at_timesteps: int, score: float) -> None:
+        rule = f"lowest mean best validation loss on the held-out {selected_on}"
+        save_checkpoint(out, model, vec_normalize, card({"rule": rule, "score": score, "timesteps": at_timesteps}))
+
+    def save_periodic(folder: Path) -> None:
+        save_checkpoint(folder, model, vec_normalize, card({"rule": "periodic", "timesteps": model.num_timesteps}))
+
+    evaluation = HeldOutEvalCallback(runs, env_options, eval_every, progress, save_best, as_population)
+    timer = PhaseTimerCallback(evaluation)
+    callbacks = [
+        EpisodeLogCallback(progress, card.task.divergence_loss),
+        timer,  # before the evaluation: see PhaseTimerCallback
+        clock,
+        evaluation,
+        PeriodicCheckpointCallback(
+            out / "periodic", int(agent_setting(agent, "checkpoint_every_rollouts")), save_periodic
+        ),
+        *extra,
+    ]
+    if progress_bar:
+        callbacks.append(ProgressBarCallback(progress))
+    return callbacks, timer

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from lrgym.trainee.data import (
-    DataNotFoundError,
-    batch_index,
-    load_dataset,
-    read_cifar_folder,
-    read_idx,
-    read_idx_folder,
-)
+from lrgym.trainee.data import DataNotFoundError, batch_index, load_dataset
+from lrgym.trainee.file_formats import read_cifar_folder, read_idx, read_idx_folder
 
 
 def write_idx(path, array: np.ndarray, compress: bool = True) -> None:

@@ -19,12 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from lrgym.environment.rewards import Divergence, Outcome, reward_rule
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation
 from lrgym.trainee.schedule_rates import scheduler_rates
 from lrgym.trainee.single import LRSampler
-
-DIVERGENCE_MARGIN = 1.0  # log-scale rewards: a diverged episode scores this much below "stuck at the limit"
 
 
 def clip_lr(task: TaskSpec, lr: float) -> float:
@@ -127,8 +126,9 @@ class EpisodeTracker:
     """
 
     def __init__(self, task: TaskSpec, lr: float, base_best_val_loss: float | None = None) -> None:
-        if task.reward == "relative_terminal" and base_best_val_loss is None:
-            raise ValueError("the relative_terminal reward needs the base schedule's best validation loss")
+        self._rule = reward_rule(task)
+        if self._rule.needs_base_run and base_best_val_loss is None:
+            raise ValueError(f"the {task.reward} reward needs the base schedule's best validation loss")
         self.task = task
         self.lr = float(lr)
         self.base_best_val_loss = base_best_val_loss
@@ -248,43 +248,16 @@ class EpisodeTracker:
         )
 
     def _reward(self, val_loss: float, done: bool) -> float:
-        reward_kind, previous = self.task.reward, self._previous_val_loss
+        outcome = Outcome(val_loss, self._previous_val_loss, self.best_val_loss, self.base_best_val_loss, done)
         self._previous_val_loss = val_loss
-        if reward_kind == "val_loss":
-            return -val_loss
-        if reward_kind == "log_val_loss":
-            return -math.log(max(val_loss, 1e-12))
-        if reward_kind == "improvement":
-            return previous - val_loss
-        if reward_kind == "log_improvement":
-            return math.log(previous) - math.log(max(val_loss, 1e-12))
-        if not done:
-            return 0.0
-        if reward_kind == "terminal":
-            return -math.log(max(self.best_val_loss, 1e-12))
-        return math.log(self.base_best_val_loss) - math.log(max(self.best_val_loss, 1e-12))
+        return self._rule.value(outcome)
 
     def _penalty(self) -> float:
-        """A diverged episode's last reward: worse than any finite outcome under every reward.
-
-        A finite episode's validation losses are all at most ``divergence_loss`` (above it
-        the episode diverges), so "stuck at ``divergence_loss`` for every remaining
-        decision" (per-decision rewards) or "ending at ``divergence_loss``, minus a margin"
-        (rewards of the outcome) can only be worse.
-        """
-        task, stuck = self.task, self.task.divergence_loss
-        remaining = task.decisions - len(self.lr_trajectory) + 1
-        if task.reward == "val_loss":
-            return -stuck * remaining
-        if task.reward == "log_val_loss":
-            return -math.log(stuck) * remaining
-        if task.reward == "improvement":
-            return self._previous_val_loss - stuck
-        if task.reward == "log_improvement":
-            return math.log(self._previous_val_loss) - math.log(stuck) - DIVERGENCE_MARGIN
-        if task.reward == "terminal":
-            return -math.log(stuck) - DIVERGENCE_MARGIN
-        return math.log(self.base_best_val_loss) - math.log(stuck) - DIVERGENCE_MARGIN
+        """A diverged episode's last reward: worse than any finite outcome (see :class:`Divergence`)."""
+        remaining = self.task.decisions - len(self.lr_trajectory) + 1
+        return self._rule.penalty(
+            Divergence(self.task.divergence_loss, remaining, self._previous_val_loss, self.base_best_val_loss)
+        )
 
     def _step_info(
         self, train_loss: float, measurement: Measurement | None, diverged: bool

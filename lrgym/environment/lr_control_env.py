@@ -19,6 +19,7 @@ from lrgym.environment.episode import (
     next_lr,
     start_lr,
 )
+from lrgym.environment.rewards import needs_base_run
 from lrgym.tasks.spec_checks import positive_number
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.data import Dataset, load_dataset
@@ -201,7 +202,7 @@ class LRControlEnv(gym.Env):
         lr = start_lr(self.task, initial_lr)
         self.trainee = self._new_trainee(lr, trainee_seed)
         base_best = None
-        if self.task.reward == "relative_terminal":
+        if needs_base_run(self.task):
             base_best = base_best_val_loss(self.dataset, self.task, trainee_seed, self.device)
         self.tracker = EpisodeTracker(self.task, lr, base_best)
         self._lr_sampler = None

@@ -36,6 +36,7 @@ from lrgym.environment.lr_control_env import (
     observation_space,
     resolve_device,
 )
+from lrgym.environment.rewards import needs_base_run
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.data import load_dataset
 from lrgym.trainee.population import PopulationTrainee
@@ -121,7 +122,7 @@ class PopulationEnv:
             lr = start_lr(task, initial_lr)
             self.population.reset_member(member, trainee_seed, lr)
             base_best = None
-            if task.reward == "relative_terminal":
+            if needs_base_run(task):
                 base_best = base_best_val_loss(self.dataset, task, trainee_seed, self.device)
             self.trackers[member] = EpisodeTracker(task, lr, base_best)
             self.seeds[member] = int(seed)
