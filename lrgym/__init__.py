@@ -4,15 +4,38 @@
 ``gymnasium.make("lrgym/<spec-name>-v0", **overrides)``, and one per task family
 (``kind = "family"``), whose env draws a training instance at every reset
 (:class:`lrgym.environment.family_env.FamilyEnv`).
+
+What a user imports is here: ``lrgym.LRControlEnv``, ``lrgym.LRController``, the spec
+loaders. The env and the controller are loaded on first use (PEP 562), so that
+``import lrgym`` (which registers the envs) stays light; docs/architecture.md shows where
+everything else lives.
 """
 
 from __future__ import annotations
 
+import importlib
+
 import gymnasium
 
-from lrgym.tasks.specs import family_names, load_task_spec, task_names
+from lrgym.tasks.family import TaskFamily, load_family
+from lrgym.tasks.specs import AgentSpec, TaskSpec, family_names, load_agent_spec, load_task_spec, task_names
 
 __version__ = "0.1.0"
+__all__ = [
+    "AgentSpec", "FamilyEnv", "LRControlEnv", "LRController", "TaskFamily", "TaskSpec", "env_id",
+    "load_agent_spec", "load_family", "load_task_spec", "register_envs",
+]
+_LOADED_ON_FIRST_USE = {
+    "LRControlEnv": "lrgym.environment.lr_control_env",
+    "FamilyEnv": "lrgym.environment.family_env",
+    "LRController": "lrgym.controller",
+}
+
+
+def __getattr__(name: str):
+    if name in _LOADED_ON_FIRST_USE:
+        return getattr(importlib.import_module(_LOADED_ON_FIRST_USE[name]), name)
+    raise AttributeError(f"module 'lrgym' has no attribute {name!r}")
 
 
 def env_id(task: str) -> str:
