@@ -117,6 +117,15 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_task_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
+    """The flags of every command that runs a task: ``--set``, the data and device flags and,
+    with ``backend``, where the runs execute (``--backend``, ``--ray-address``)."""
+    add_override_argument(parser)
+    add_data_arguments(parser)
+    if backend:
+        add_backend_arguments(parser)
+
+
 def backend(args: argparse.Namespace) -> Backend:
     """The :class:`lrgym.runners.backend.Backend` the flags ask for (a clear error if Ray is missing)."""
     return Backend(args.backend, args.ray_address)

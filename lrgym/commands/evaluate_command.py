@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
-    add_backend_arguments,
-    add_data_arguments,
-    add_override_argument,
+    add_task_arguments,
     comma_list,
     out_dir,
     parse_overrides,
@@ -40,9 +38,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
         help="run a step-grid tuning even when it is estimated to take longer than 30 minutes here "
              "(without it such a tuning is refused before it starts)",
     )
-    add_override_argument(parser)
-    add_data_arguments(parser)
-    add_backend_arguments(parser)
+    add_task_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,9 +18,7 @@ import argparse
 from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
 from lrgym.agents.step_grid_family import family_cache_path, instance_cache_path, tune_instances, tune_step_grid_family
 from lrgym.commands.common import (
-    add_backend_arguments,
-    add_data_arguments,
-    add_override_argument,
+    add_task_arguments,
     out_dir,
     parse_overrides,
     run_options,
@@ -43,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: one per CPU core)")
     parser.add_argument("--out", default=None, help="folder for the choice JSON (default runs/tune-TASK)")
-    add_override_argument(parser)
-    add_data_arguments(parser)
-    add_backend_arguments(parser)
+    add_task_arguments(parser)
 
 
 def _describe(choice: dict) -> str:
