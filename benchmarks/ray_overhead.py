@@ -29,14 +29,15 @@ import time
 import lrgym  # noqa: F401
 from lrgym.evaluation.evaluate import evaluate
 from lrgym.runners.backend import Backend
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.specs import load_task_spec
 
 
 def sweep(task, agents: list[str], seeds: int, jobs: int, backend: Backend) -> tuple[float, float, list[dict]]:
     """(seconds for the sweep, mean seconds of one episode inside its worker, result rows without placement)."""
     started = time.perf_counter()
-    evaluation = evaluate(task, agents, list(range(seeds)), jobs=jobs, env_options={"device": "cpu"},
-                          progress=False, backend=backend)
+    options = RunOptions(jobs=jobs, env_options={"device": "cpu"}, progress=False, backend=backend)
+    evaluation = evaluate(task, agents, list(range(seeds)), options)
     rows = [{k: v for k, v in row.items() if k not in ("node", "wall_time")} for row in evaluation.results]
     episode = statistics.mean(row["wall_time"] for row in evaluation.results)
     return time.perf_counter() - started, episode, rows

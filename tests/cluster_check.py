@@ -162,11 +162,12 @@ def kill_a_running_worker(sweep: subprocess.Popen, groups: set[int], deadline: f
 
 def local_results(seeds: int) -> list[dict]:
     from lrgym.evaluation.evaluate import evaluate
+    from lrgym.runners.options import RunOptions
     from lrgym.tasks.specs import load_task_spec
 
     overrides = dict(item.split("=") for item in TINY[1::2])
     task = load_task_spec("mnist1d-mlp", **{key: int(value) for key, value in overrides.items()})
-    return evaluate(task, AGENTS.split(","), list(range(seeds)), jobs=1, progress=False).results
+    return evaluate(task, AGENTS.split(","), list(range(seeds)), RunOptions(jobs=1, progress=False)).results
 
 
 def comparable(rows: list[dict]) -> list[dict]:

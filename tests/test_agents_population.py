@@ -7,6 +7,7 @@ import pytest
 from lrgym.agents import make_agent, run_episode
 from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
 from lrgym.evaluation.evaluate import evaluate
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.specs import load_task_spec
 
 from .tiny_training import train_tiny
@@ -42,8 +43,9 @@ def test_schedule_agents_in_a_population_run_their_single_episodes(task, name):
 def test_a_ppo_controller_trained_on_a_population_acts_in_a_population_as_on_single_envs(tmp_path, task):
     train_tiny(tmp_path / "run", task, timesteps=160, population=4)
     name = f"ppo:{tmp_path / 'run'}"
-    single = evaluate(task, [name], SEEDS, env_options={"device": "cpu"}, progress=False, population=0)
-    batched = evaluate(task, [name], SEEDS, env_options={"device": "cpu"}, progress=False, population=1)
+    options = RunOptions(env_options={"device": "cpu"}, progress=False)
+    single = evaluate(task, [name], SEEDS, options, population=0)
+    batched = evaluate(task, [name], SEEDS, options, population=1)
     for row, expected in zip(batched.results, single.results, strict=True):
         assert row["seed"] == expected["seed"] and row["first_lr"] == pytest.approx(expected["first_lr"], rel=1e-6)
         assert row["test_loss_at_best_val"] == pytest.approx(expected["test_loss_at_best_val"], rel=RTOL)

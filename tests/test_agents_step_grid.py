@@ -16,6 +16,7 @@ from lrgym.agents.step_grid import (
     score_configuration,
     tune_step_grid,
 )
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.specs import AgentSpec, load_agent_spec
 
 from .test_agents_schedules import record_optimizer_rates, torch_sequence
@@ -42,7 +43,7 @@ def test_shipped_grid_is_the_papers():
 
 
 def test_tuning_picks_the_lowest_mean_best_validation_loss(tiny_task):
-    choice = tune_step_grid(tiny_task, SMALL_GRID, progress=False)
+    choice = tune_step_grid(tiny_task, SMALL_GRID, options=RunOptions(progress=False))
     assert len(choice["grid"]) == 4 and choice["tuning_seeds"] == [1000, 1001]
     means = [row["mean"] for row in choice["grid"]]
     assert choice["score"] == min(means)
@@ -60,8 +61,9 @@ def test_parallel_tuning_gives_the_same_choice(tiny_task):
         name="two", kind="step-grid",
         params={**SMALL_GRID.params, "initial_lrs": [3e-3], "tuning_seeds": [1000]},
     )
-    serial = tune_step_grid(tiny_task, spec, progress=False, env_options={"device": "cpu"})
-    parallel = tune_step_grid(tiny_task, spec, jobs=2, progress=False, env_options={"device": "cpu"})
+    options = RunOptions(progress=False, env_options={"device": "cpu"})
+    serial = tune_step_grid(tiny_task, spec, options=options)
+    parallel = tune_step_grid(tiny_task, spec, options=options.replace(jobs=2))
     assert parallel["grid"] == serial["grid"]
 
 
@@ -87,7 +89,7 @@ def test_cache_dir_tunes_once_then_reads_the_choice(tiny_task, tmp_path, monkeyp
     monkeypatch.setattr(step_grid_module, "tune_step_grid", fake_tune)
     make_agent("step-grid", tiny_task, cache_dir=str(tmp_path), device="cpu", progress=False)
     agent = make_agent("step-grid", tiny_task, cache_dir=str(tmp_path))
-    assert len(calls) == 1 and calls[0]["env_options"]["device"] == "cpu"
+    assert len(calls) == 1 and calls[0]["options"].env_options["device"] == "cpu"
     assert cache_path(tmp_path, tiny_task, load_agent_spec("step-grid")).is_file()
     assert agent.initial_lr == 0.01 and agent.schedule["kwargs"] == {"step_size": 20, "gamma": 0.9}
     make_agent("step-grid", tiny_task.replace(steps=50), cache_dir=str(tmp_path), progress=False)
@@ -105,7 +107,7 @@ def test_unknown_option_and_bad_choice_are_clear_errors(tiny_task, tmp_path):
 
 
 def test_tuning_prints_what_it_runs_and_its_estimated_time_first(tiny_task, capsys):
-    tune_step_grid(tiny_task, SMALL_GRID, progress=False, env_options={"device": "cpu"})
+    tune_step_grid(tiny_task, SMALL_GRID, options=RunOptions(progress=False, env_options={"device": "cpu"}))
     out = capsys.readouterr().out
     assert "tuning small-grid on mnist1d-mlp: 4 configurations x 2 tuning seeds = 8 episodes of 4 decisions" in out
     assert "so about" in out and "on 1 worker(s)" in out
@@ -114,8 +116,9 @@ def test_tuning_prints_what_it_runs_and_its_estimated_time_first(tiny_task, caps
 def test_a_tuning_estimated_longer_than_the_bound_is_refused_before_it_starts(tiny_task, monkeypatch):
     runs = []
     monkeypatch.setattr(step_grid_module, "run_jobs", lambda *args, **kwargs: runs.append(args))
+    options = RunOptions(progress=False, env_options={"device": "cpu"}, max_tuning_s=1e-6)
     with pytest.raises(ValueError, match=r"8 episodes .* longer than the 0.0 min allowed .*--allow-long-tuning"):
-        tune_step_grid(tiny_task, SMALL_GRID, progress=False, env_options={"device": "cpu"}, max_seconds=1e-6)
+        tune_step_grid(tiny_task, SMALL_GRID, options=options)
     assert not runs
 
 

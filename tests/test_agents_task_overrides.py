@@ -7,6 +7,7 @@ import torch
 
 from lrgym.agents import make_agent, make_env, run_episode
 from lrgym.evaluation.evaluate import evaluate, read_results, write_evaluation
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.specs import load_agent_spec
 
 SWITCHED = {"prodigy": "Prodigy", "schedulefree": "AdamWScheduleFree"}
@@ -80,7 +81,7 @@ def test_a_prebuilt_env_without_the_overrides_is_refused(tiny_task):
 
 
 def test_results_name_the_optimizer_that_trained(tiny_task, tmp_path):
-    evaluation = evaluate(tiny_task, ["constant", "prodigy", "schedulefree"], [0], jobs=1, progress=False)
+    evaluation = evaluate(tiny_task, ["constant", "prodigy", "schedulefree"], [0], RunOptions(jobs=1, progress=False))
     write_evaluation(evaluation, tmp_path)
     rows = {row["agent"]: row for row in read_results(tmp_path / "results.csv")}
     assert {agent: row["trainee_optimizer"] for agent, row in rows.items()} == {

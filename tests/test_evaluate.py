@@ -17,6 +17,7 @@ from lrgym.evaluation.evaluate import (
     read_results,
     write_evaluation,
 )
+from lrgym.runners.options import RunOptions
 from tests.conftest import TINY
 
 TINY_FLAGS = [flag for key, value in TINY.items() for flag in ("--set", f"{key}={value}")]
@@ -57,7 +58,7 @@ def test_seeds_are_paired_across_agents(tiny_task):
     # The same policy under two labels: same seed => same weights, batches and validation
     # subset, so identical numbers; another seed gives other numbers.
     entries = [AgentEntry("first", "constant"), AgentEntry("second", "constant")]
-    evaluation = evaluate(tiny_task, entries, [0, 1], jobs=1, progress=False)
+    evaluation = evaluate(tiny_task, entries, [0, 1], RunOptions(jobs=1, progress=False))
     by_run = {(row["agent"], row["seed"]): row for row in evaluation.results}
     for seed in (0, 1):
         first, second = by_run["first", seed], by_run["second", seed]
@@ -82,7 +83,7 @@ def test_a_diverged_run_is_counted_as_diverged(tmp_path):
 
 def test_labelled_entries_pass_options_to_the_agent(tmp_path, tiny_task):
     entries = [AgentEntry("constant", "constant"), AgentEntry("constant at 0.05", "constant", {"initial_lr": 0.05})]
-    evaluation = evaluate(tiny_task, entries, [0], jobs=1, progress=False)
+    evaluation = evaluate(tiny_task, entries, [0], RunOptions(jobs=1, progress=False))
     rates = {row["agent"]: row["first_lr"] for row in evaluation.results}
     assert rates["constant at 0.05"] == pytest.approx(0.05)
     paths = write_evaluation(evaluation, tmp_path, reference="constant at 0.05")
@@ -109,6 +110,6 @@ def test_step_grid_uses_the_choice_cached_for_this_task_and_grid(tmp_path, tiny_
     choice = {"initial_lr": 0.003, "scheduler": "StepLR", "kwargs": {"step_size": 20, "gamma": 0.9},
               "tuned_on": tiny_task.to_dict(), "tuning_seeds": [1000]}
     save_choice(choice, cache_path(tmp_path, tiny_task, load_agent_spec("step-grid")))
-    evaluation = evaluate(tiny_task, ["step-grid"], [0], jobs=1, progress=False, cache_dir=tmp_path)
+    evaluation = evaluate(tiny_task, ["step-grid"], [0], RunOptions(jobs=1, progress=False, cache_dir=tmp_path))
     assert evaluation.results[0]["first_lr"] == pytest.approx(0.003)  # no tuning: the cached choice
     assert "StepLR(initial_lr=0.003, step_size=20, gamma=0.9)" in evaluation.notes[0]

@@ -12,6 +12,7 @@ from lrgym.agents import make_agent, run_episode
 from lrgym.agents.step_grid import load_choice, tune_step_grid
 from lrgym.evaluation.evaluate import read_results
 from lrgym.evaluation.family import evaluate_instances, write_family_evaluation
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.family import load_family
 from lrgym.tasks.specs import AgentSpec
 
@@ -32,7 +33,7 @@ def tiny_grid(kind: str = "step-grid-family", **params) -> AgentSpec:
 
 def test_every_agent_runs_every_instance_with_paired_seeds(tmp_path, family):
     instances = [200_000, 200_001]
-    evaluation = evaluate_instances(family, instances, ["constant", "cosine"], [0, 1], progress=False)
+    evaluation = evaluate_instances(family, instances, ["constant", "cosine"], [0, 1], RunOptions(progress=False))
     assert len(evaluation.results) == 2 * 2 * 2
     by_run = {}
     for row in evaluation.results:
@@ -53,9 +54,9 @@ def test_every_agent_runs_every_instance_with_paired_seeds(tmp_path, family):
 def test_step_grid_is_tuned_on_each_instance_and_cached(tmp_path, family, monkeypatch):
     tasks = [family.instance(200_000), family.instance(200_001)]
     spec = tiny_grid("step-grid")
-    choices = step_grid_family.tune_instances(tasks, spec, progress=False, cache_dir=tmp_path)
+    choices = step_grid_family.tune_instances(tasks, spec, RunOptions(progress=False, cache_dir=tmp_path))
     for task, choice in zip(tasks, choices, strict=True):
-        alone = tune_step_grid(task, spec, progress=False)
+        alone = tune_step_grid(task, spec, options=RunOptions(progress=False))
         assert (choice["initial_lr"], choice["kwargs"], choice["score"]) == (
             alone["initial_lr"], alone["kwargs"], alone["score"])
         assert load_choice(step_grid_family.instance_cache_path(tmp_path, task, spec)) == choice
@@ -64,7 +65,7 @@ def test_step_grid_is_tuned_on_each_instance_and_cached(tmp_path, family, monkey
         raise AssertionError("a cached instance was tuned again")
 
     monkeypatch.setattr(step_grid_family, "score_configuration", no_more_runs)
-    assert step_grid_family.tune_instances(tasks, spec, progress=False, cache_dir=tmp_path) == choices
+    assert step_grid_family.tune_instances(tasks, spec, RunOptions(progress=False, cache_dir=tmp_path)) == choices
 
 
 def test_family_tuning_normalises_each_instance_by_its_best(monkeypatch, family):
@@ -77,20 +78,20 @@ def test_family_tuning_normalises_each_instance_by_its_best(monkeypatch, family)
         return losses[int(task.name.split("#")[1]), configuration["initial_lr"]]
 
     monkeypatch.setattr(step_grid_family, "score_configuration", fake_score)
-    choice = step_grid_family.tune_step_grid_family(family, tiny_grid(tuning_instances=2), progress=False)
+    choice = step_grid_family.tune_step_grid_family(family, tiny_grid(tuning_instances=2), RunOptions(progress=False))
     assert choice["initial_lr"] == 0.0001 and choice["tuning_instances"] == [first, second]
     assert choice["score"] == pytest.approx((1.0 + 1.1) / 2)
     assert [value for row in choice["grid"] for value in row["normalised"]] == pytest.approx([2.0, 1.0, 1.0, 1.1])
 
     losses[second, 0.0001] = math.inf  # a diverged run counts the instance's divergence_loss
-    choice = step_grid_family.tune_step_grid_family(family, tiny_grid(tuning_instances=2), progress=False)
+    choice = step_grid_family.tune_step_grid_family(family, tiny_grid(tuning_instances=2), RunOptions(progress=False))
     assert choice["grid"][1]["best_val_losses"][1] == family.instance(second).divergence_loss
     assert choice["initial_lr"] == 0.1
 
 
 def test_the_family_choice_is_cached_shared_across_rewards_and_runs_as_an_agent(tmp_path, family):
     spec = tiny_grid(tuning_instances=2)
-    choice = step_grid_family.tune_step_grid_family(family, spec, progress=False, cache_dir=tmp_path)
+    choice = step_grid_family.tune_step_grid_family(family, spec, RunOptions(progress=False, cache_dir=tmp_path))
     path = step_grid_family.family_cache_path(tmp_path, family, spec)
     assert load_choice(path) == choice
     assert step_grid_family.family_cache_path(tmp_path, family.with_overrides(reward="log_val_loss"), spec) == path

@@ -85,6 +85,7 @@ def test_cli_train_reads_families_and_refuses_unknown_overrides(tmp_path, capsys
 def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_path, tiny_family, monkeypatch):
     import lrgym.agents.step_grid_family as step_grid_family
     from lrgym.evaluation.transfer import plan_transfer
+    from lrgym.runners.options import RunOptions
 
     train_tiny(tmp_path / "run", tiny_family, timesteps=20)
     # Every configuration scored without training (the real grid is 48 x 12 episodes): the
@@ -92,7 +93,7 @@ def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_p
     monkeypatch.setattr(step_grid_family, "score_configuration",
                         lambda task, configuration, seed, env_options: configuration["initial_lr"])
     target = load_task_spec("mnist1d-lenet", steps=20, interval=10, val_size=50)
-    plan = plan_transfer(tmp_path / "run", target, cache_dir=tmp_path / "cache", progress=False)
+    plan = plan_transfer(tmp_path / "run", target, options=RunOptions(cache_dir=tmp_path / "cache", progress=False))
     lowest = min(load_agent_spec("step-grid-family").params["initial_lrs"])
     assert plan.entries[0].options["config"]["initial_lr"] == lowest
     assert plan.entries[0].options["config"]["tuned_on"]["name"] == "mnist1d-family"

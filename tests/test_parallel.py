@@ -9,6 +9,7 @@ import pytest
 
 from lrgym.cli import main
 from lrgym.runners.backend import Backend
+from lrgym.runners.options import RunOptions
 from lrgym.runners.pool import run_jobs, run_placed
 from tests.conftest import TINY
 
@@ -21,9 +22,9 @@ def square(value: int) -> int:
 
 def test_local_runs_keep_the_order_and_record_this_host():
     # (the process pool records its node too: tests/test_evaluate.py runs one)
-    placed = run_placed(square, [(value,) for value in range(5)], jobs=1, progress=False)
+    placed = run_placed(square, [(value,) for value in range(5)], RunOptions(jobs=1, progress=False))
     assert placed == [(value * value, socket.gethostname()) for value in range(5)]
-    assert run_jobs(square, [(3,), (4,)], jobs=1, progress=False) == [9, 16]
+    assert run_jobs(square, [(3,), (4,)], RunOptions(jobs=1, progress=False)) == [9, 16]
 
 
 def test_unknown_backend_and_an_address_without_ray_are_clear_errors():

@@ -20,6 +20,7 @@ from lrgym.agents.step_grid import tune_step_grid  # noqa: E402
 from lrgym.cli import main  # noqa: E402
 from lrgym.evaluation.evaluate import read_results  # noqa: E402
 from lrgym.runners.backend import Backend  # noqa: E402
+from lrgym.runners.options import RunOptions  # noqa: E402
 from lrgym.runners.pool import run_jobs  # noqa: E402
 from lrgym.tasks.specs import load_agent_spec  # noqa: E402
 from lrgym.trainee.data import DataNotFoundError, load_dataset  # noqa: E402
@@ -79,9 +80,9 @@ def test_step_grid_tuning_on_ray_makes_the_same_choice(tiny_task):
         **grid.params, "initial_lrs": [0.1, 0.001], "grid": {"step_size": [10], "gamma": [0.5, 0.9]},
         "tuning_seeds": [1000, 1001],
     })
-    options = {"device": "cpu"}
-    local = tune_step_grid(tiny_task, small, jobs=1, progress=False, env_options=options)
-    on_ray = tune_step_grid(tiny_task, small, progress=False, env_options=options, backend=Backend("ray"))
+    options = RunOptions(jobs=1, progress=False, env_options={"device": "cpu"})
+    local = tune_step_grid(tiny_task, small, options=options)
+    on_ray = tune_step_grid(tiny_task, small, options=options.replace(backend=Backend("ray")))
     assert on_ray == local
 
 
@@ -93,7 +94,7 @@ def fail_for(seed: int) -> int:
 
 def test_a_failing_run_raises_its_own_error_not_a_ray_wrapper():
     with pytest.raises(ValueError) as raised:
-        run_jobs(fail_for, [(seed,) for seed in range(4)], progress=False, backend=Backend("ray"))
+        run_jobs(fail_for, [(seed,) for seed in range(4)], RunOptions(progress=False, backend=Backend("ray")))
     assert type(raised.value) is ValueError and str(raised.value) == "seed 2: a bad spec, say"
 
 

@@ -16,7 +16,9 @@ schedule family goes through the same protocol with another spec of kind ``step-
 The choice is a JSON-able dict (:func:`tune_step_grid`; :func:`save_choice` and
 :func:`load_choice` write and read it) holding the chosen ``initial_lr``, ``scheduler``
 and ``kwargs``, the score, the tuning seeds, the task it was tuned on and every grid
-row. The ``step-grid`` agent runs the chosen configuration with
+row. :func:`resolve_choice` is how every caller gets a choice: read from the file it was
+kept in (:func:`cache_path` names it), or tuned now and written there. The ``step-grid``
+agent runs the chosen configuration with
 :class:`~lrgym.agents.fixed_schedules.ScheduleAgent`: the torch scheduler's rate at every
 trainee step, starting from the chosen initial rate (not the env's).
 """
@@ -28,14 +30,14 @@ import itertools
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from lrgym.agents.base import make_env, run_episode
 from lrgym.agents.fixed_schedules import ENV_OPTION_KEYS, ScheduleAgent
 from lrgym.agents.population_runs import run_population_episodes
-from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.runners.pool import run_jobs
 from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
 from lrgym.trainee.population import POPULATION_MIN, population_error
@@ -151,27 +153,23 @@ def tune_step_grid(
     task: TaskSpec,
     spec: AgentSpec | str = "step-grid",
     seeds: Sequence[int] | None = None,
-    jobs: int = 1,
-    progress: bool = True,
-    env_options: Mapping[str, Any] | None = None,
-    max_seconds: float | None = None,
-    backend: Backend = LOCAL,
+    options: RunOptions = RUN_DEFAULTS,
 ) -> dict[str, Any]:
     """Run a grid spec's every configuration on tuning seeds of ``task``; return the choice.
 
-    Prints what it will run and an estimate of its time first (:func:`tuning_plan`).
+    Prints what it will run and an estimate of its time first (:func:`tuning_plan`). Caches
+    nothing: :func:`step_grid_choice` reads a cached choice or tunes and caches it.
 
     :param task: the task to tune on.
     :param spec: an agent spec of kind ``step-grid``, or its name in ``agents/``.
     :param seeds: tuning seeds (default: the spec's ``tuning_seeds``); keep them apart
         from the evaluation seeds.
-    :param jobs: worker processes (1: in this process). Every argument is picklable. The
-        runs go as populations of at most :data:`POPULATION_LIMIT` (at least ``jobs`` of them)
-        when the task allows it (:func:`lrgym.trainee.population.population_error`).
-    :param progress: show a tqdm progress bar.
-    :param env_options: ``device``, ``data_dir``, ``download`` for the tuning envs.
-    :param max_seconds: refuse (``ValueError``) a tuning estimated to take longer; ``None``: no bound.
-    :param backend: where the runs execute (local processes or Ray tasks; the same choice either way).
+    :param options: ``jobs`` worker processes (every argument is picklable; the runs go as
+        populations of at most :data:`POPULATION_LIMIT`, at least ``jobs`` of them, when the
+        task allows it: :func:`lrgym.trainee.population.population_error`), ``env_options``
+        for the tuning envs, ``progress``, ``max_tuning_s`` (a tuning estimated to take longer
+        is refused with a ``ValueError``) and ``backend`` (the same choice on either); its
+        ``cache_dir`` is not read here.
     :returns: a JSON-able dict: ``initial_lr``, ``scheduler``, ``kwargs`` (what the agent
         runs), ``score`` (its mean best validation loss), ``selection``, ``tuning_seeds``,
         ``tuned_on`` (the task spec), ``agent`` (the grid spec) and ``grid`` (every row with
@@ -182,23 +180,21 @@ def tune_step_grid(
     seeds = [int(seed) for seed in (seeds if seeds is not None else spec.params.get("tuning_seeds", [1000]))]
     if not seeds:
         raise ValueError("tune_step_grid needs at least one tuning seed")
-    env_options = dict(env_options or {})
-    plan, seconds = tuning_plan(task, spec, seeds, jobs, env_options)
-    if max_seconds is not None and seconds > max_seconds:
+    plan, seconds = tuning_plan(task, spec, seeds, options.jobs, options.env_options)
+    if options.max_tuning_s is not None and seconds > options.max_tuning_s:
         raise ValueError(
-            f"{plan}: longer than the {_duration(max_seconds)} allowed without asking; run it anyway with "
-            "--allow-long-tuning, or give a step-decay choice saved earlier (--baseline-config)"
+            f"{plan}: longer than the {_duration(options.max_tuning_s)} allowed without asking; run it anyway "
+            "with --allow-long-tuning, or give a step-decay choice saved earlier (--baseline-config)"
         )
     print(plan, flush=True)
     runs = [(index, seed) for index in range(len(configurations)) for seed in seeds]
     # Configurations x seeds as populations (lrgym.agents.population_runs): at least one per job.
-    count = min(len(runs), max(jobs, -(-len(runs) // POPULATION_LIMIT)))
+    count = min(len(runs), max(options.jobs, -(-len(runs) // POPULATION_LIMIT)))
     batches = [runs[start::count] for start in range(count)]
     batch_scores = run_jobs(
         score_configurations,
-        [(task, [(configurations[index], seed) for index, seed in batch], env_options) for batch in batches],
-        jobs, description=f"tuning {spec.name} on {task.name}", unit="population", progress=progress,
-        backend=backend, device=str(env_options.get("device", "auto")),
+        [(task, [(configurations[index], seed) for index, seed in batch], options.env_options) for batch in batches],
+        options, description=f"tuning {spec.name} on {task.name}", unit="population",
     )
     scores = {run: score for batch, values in zip(batches, batch_scores, strict=True) for run, score in zip(
         batch, values, strict=True)}
@@ -271,6 +267,82 @@ def cache_path(cache_dir: str | Path, task: TaskSpec, spec: AgentSpec) -> Path:
     return Path(cache_dir) / f"{spec.name}-{task.name}-{digest}.json"
 
 
+class ResolvedChoice(NamedTuple):
+    """A step-grid choice and where it came from (:func:`resolve_choice`)."""
+
+    choice: dict[str, Any]
+    origin: str  # "saved" (read from saved_in), "cached" (read from cache_dir) or "tuned" (tuned now)
+    path: Path | None  # the file it was read from or written to (None: tuned, not cached)
+
+
+def resolve_choice(
+    tune: Callable[[], dict[str, Any]],
+    file_in: Callable[[str | Path], Path],
+    cache_dir: str | Path | None,
+    saved_in: str | Path | None = None,
+) -> ResolvedChoice:
+    """A step-grid choice read from where it was kept, or tuned now and kept: the one place
+    that decides, for every kind of choice (a task's, a family's, an instance's).
+
+    :param tune: tunes the choice; called only when no file holds it.
+    :param file_in: the choice's file in a folder (:func:`cache_path`, or
+        :func:`lrgym.agents.step_grid_family.family_cache_path` / ``instance_cache_path``).
+    :param cache_dir: the folder read first and written to after a tuning; ``None``: neither.
+    :param saved_in: a folder read before ``cache_dir`` and never written (a checkpoint folder).
+    """
+    for origin, folder in (("saved", saved_in), ("cached", cache_dir)):
+        if folder is not None and (path := file_in(folder)).is_file():
+            return ResolvedChoice(load_choice(path), origin, path)
+    choice = tune()
+    path = save_choice(choice, file_in(cache_dir)) if cache_dir is not None else None
+    return ResolvedChoice(choice, "tuned", path)
+
+
+def step_grid_choice(
+    task: TaskSpec, spec: AgentSpec, options: RunOptions = RUN_DEFAULTS, saved_in: str | Path | None = None
+) -> ResolvedChoice:
+    """``spec``'s choice on ``task``: read from ``saved_in`` or ``options.cache_dir``
+    (:func:`cache_path`), else tuned now (:func:`tune_step_grid`) and cached there."""
+    return resolve_choice(
+        lambda: tune_step_grid(task, spec, options=options),
+        lambda folder: cache_path(folder, task, spec), options.cache_dir, saved_in,
+    )
+
+
+def given_choice(config: Mapping[str, Any] | str | Path | None) -> dict[str, Any] | None:
+    """The choice an agent's ``config`` option gives: a choice dict as it is, a path read
+    (:func:`load_choice`); ``None`` when there is none."""
+    if config is None:
+        return None
+    return dict(config) if isinstance(config, Mapping) else load_choice(config)
+
+
+def check_agent_options(
+    spec: AgentSpec, options: Mapping[str, Any], valid_options: Sequence[str], valid_params: Sequence[str]
+) -> None:
+    """A clear error for an option (to ``make_agent``) or a spec param a grid agent does not know."""
+    unknown = set(options) - set(valid_options) - set(ENV_OPTION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"agent {spec.name!r}: unknown option(s) {sorted(unknown)}; "
+            f"valid: {', '.join((*valid_options, *ENV_OPTION_KEYS))}"
+        )
+    unknown = set(spec.params) - set(valid_params)
+    if unknown:
+        raise ValueError(f"agent {spec.name!r}: unknown param(s) {sorted(unknown)}; valid: {', '.join(valid_params)}")
+
+
+def agent_run_options(options: Mapping[str, Any]) -> RunOptions:
+    """The run options of a grid agent's tuning, from its ``make_agent`` options: ``jobs``
+    (default 1), ``progress`` (default True), ``cache_dir``, ``max_tuning_s`` and the env
+    options ``device`` (default ``auto``), ``data_dir``, ``download``."""
+    return RunOptions(
+        jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
+        env_options={"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}},
+        cache_dir=options.get("cache_dir"), max_tuning_s=options.get("max_tuning_s"),
+    )
+
+
 def make_step_grid_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> ScheduleAgent:
     """Factory of kind ``step-grid``: the chosen configuration as a schedule agent.
 
@@ -282,32 +354,12 @@ def make_step_grid_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> Sch
       tuned now and written there (:func:`cache_path`);
     - neither: tuned now on ``task`` and kept in memory only.
 
-    Tuning takes ``jobs`` (default 1), ``progress`` (default True) and the env options
-    ``device`` (default ``auto``), ``data_dir``, ``download``. Callers that build the agent
-    in several processes should tune once (:func:`tune_step_grid`) and pass ``config``.
+    Tuning takes ``jobs`` (default 1), ``progress`` (default True), ``max_tuning_s`` and the
+    env options ``device`` (default ``auto``), ``data_dir``, ``download``. Callers that build
+    the agent in several processes should tune once (:func:`tune_step_grid`) and pass ``config``.
     """
-    unknown = set(options) - set(AGENT_OPTIONS) - set(ENV_OPTION_KEYS)
-    if unknown:
-        raise ValueError(
-            f"agent {spec.name!r}: unknown option(s) {sorted(unknown)}; "
-            f"valid: {', '.join(AGENT_OPTIONS + ENV_OPTION_KEYS)}"
-        )
-    unknown = set(spec.params) - set(GRID_KEYS)
-    if unknown:
-        raise ValueError(f"agent {spec.name!r}: unknown param(s) {sorted(unknown)}; valid: {', '.join(GRID_KEYS)}")
-    config = options.get("config")
-    if isinstance(config, Mapping):
-        return choice_agent(config)
-    if config is not None:
-        return choice_agent(load_choice(config))
-    cached = cache_path(options["cache_dir"], task, spec) if options.get("cache_dir") else None
-    if cached is not None and cached.is_file():
-        return choice_agent(load_choice(cached))
-    env_options = {"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}}
-    choice = tune_step_grid(
-        task, spec, jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
-        env_options=env_options, max_seconds=options.get("max_tuning_s"),
-    )
-    if cached is not None:
-        save_choice(choice, cached)
+    check_agent_options(spec, options, AGENT_OPTIONS, GRID_KEYS)
+    choice = given_choice(options.get("config"))
+    if choice is None:
+        choice = step_grid_choice(task, spec, agent_run_options(options)).choice
     return choice_agent(choice)

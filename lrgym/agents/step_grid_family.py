@@ -30,20 +30,24 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from lrgym.agents.fixed_schedules import ENV_OPTION_KEYS, ScheduleAgent
+from lrgym.agents.fixed_schedules import ScheduleAgent
 from lrgym.agents.step_grid import (
     GRID_KEYS,
+    ResolvedChoice,
+    agent_run_options,
+    check_agent_options,
     choice_agent,
     choose_configuration,
+    given_choice,
     grid_configurations,
-    load_choice,
-    save_choice,
+    resolve_choice,
     score_configuration,
 )
-from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.runners.pool import run_jobs
 from lrgym.tasks.family import TaskFamily, load_family
 from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
@@ -96,89 +100,83 @@ def _score_grid(
     positions: Iterable[int],
     configurations: Sequence[Mapping[str, Any]],
     seeds: Sequence[int],
-    jobs: int,
     description: str,
-    progress: bool,
-    env_options: Mapping[str, Any] | None,
-    backend: Backend,
+    options: RunOptions,
 ) -> dict[tuple[int, int, int], float]:
     """Every configuration on every seed of the tasks at ``positions``, all runs spread over
     the workers together: (task position, configuration index, seed) -> best validation loss."""
-    options = dict(env_options or {})
     runs = [(k, c, seed) for k in positions for c in range(len(configurations)) for seed in seeds]
     scores = run_jobs(
-        score_configuration, [(tasks[k], configurations[c], seed, options) for k, c, seed in runs],
-        jobs, description=description, unit="it", progress=progress,
-        backend=backend, device=str(options.get("device", "auto")),
+        score_configuration, [(tasks[k], configurations[c], seed, options.env_options) for k, c, seed in runs],
+        options, description=description, unit="it",
     )
     return dict(zip(runs, scores, strict=True))
 
 
 def tune_instances(
-    tasks: Sequence[TaskSpec],
-    spec: AgentSpec | str = "step-grid-small",
-    jobs: int = 1,
-    progress: bool = True,
-    env_options: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    backend: Backend = LOCAL,
+    tasks: Sequence[TaskSpec], spec: AgentSpec | str = "step-grid-small", options: RunOptions = RUN_DEFAULTS
 ) -> list[dict[str, Any]]:
     """Tune the grid on each task's own tuning seeds (the per-instance oracle).
 
     :param tasks: the instances (any tasks).
     :param spec: a grid spec of kind ``step-grid`` or its name.
-    :param jobs: worker processes for all (task, configuration, seed) runs together.
-    :param cache_dir: each task's choice is read from :func:`instance_cache_path` there, or
-        written there once tuned.
+    :param options: ``jobs`` workers for all (task, configuration, seed) runs together;
+        each task's choice is read from :func:`instance_cache_path` in ``cache_dir``, or
+        written there once tuned (:func:`~lrgym.agents.step_grid.resolve_choice`).
     :return: one choice per task, in order.
     """
     spec = _spec(spec)
     configurations = grid_configurations(spec.params)
     seeds = _seeds(spec)
-    choices: list[dict[str, Any] | None] = [None] * len(tasks)
-    for position, task in enumerate(tasks):
-        path = instance_cache_path(cache_dir, task, spec) if cache_dir is not None else None
-        if path is not None and path.is_file():
-            choices[position] = load_choice(path)
-    todo = [position for position, choice in enumerate(choices) if choice is None]
-    by_run = _score_grid(
-        tasks, todo, configurations, seeds, jobs, f"tuning {spec.name} on {len(todo)} instance(s)",
-        progress, env_options, backend,
-    )
-    for position in todo:
+    files = [partial(instance_cache_path, task=task, spec=spec) for task in tasks]
+    cache_dir = options.cache_dir
+    # The instances with no cached choice are tuned together, all their runs spread over the workers.
+    todo = [k for k, file_in in enumerate(files) if cache_dir is None or not file_in(cache_dir).is_file()]
+    by_run = _score_grid(tasks, todo, configurations, seeds, f"tuning {spec.name} on {len(todo)} instance(s)", options)
+
+    def choose(position: int) -> dict[str, Any]:
         task_scores = {(index, seed): by_run[position, index, seed]
                        for index in range(len(configurations)) for seed in seeds}
-        choice = choose_configuration(tasks[position], spec, configurations, seeds, task_scores)
-        if cache_dir is not None:
-            save_choice(choice, instance_cache_path(cache_dir, tasks[position], spec))
-        choices[position] = choice
-    return choices  # type: ignore[return-value]
+        return choose_configuration(tasks[position], spec, configurations, seeds, task_scores)
+
+    return [resolve_choice(partial(choose, position), file_in, cache_dir).choice
+            for position, file_in in enumerate(files)]
 
 
 def tune_step_grid_family(
-    family: TaskFamily | str,
-    spec: AgentSpec | str = "step-grid-family",
-    jobs: int = 1,
-    progress: bool = True,
-    env_options: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    backend: Backend = LOCAL,
+    family: TaskFamily | str, spec: AgentSpec | str = "step-grid-family", options: RunOptions = RUN_DEFAULTS
 ) -> dict[str, Any]:
     """One configuration for the whole family, chosen on its train instances (see the module docstring).
 
     :param family: a family or its name.
     :param spec: a grid spec (kind ``step-grid-family``) with ``tuning_instances``.
-    :param cache_dir: read the choice from :func:`family_cache_path` there, or write it there.
+    :param options: ``jobs``, ``env_options``, ``progress``, ``backend`` of the runs; the
+        choice is read from :func:`family_cache_path` in ``cache_dir``, or written there.
     :return: the choice: ``initial_lr``, ``scheduler``, ``kwargs``, ``score`` (its mean
         normalised score), ``selection``, ``tuning_seeds``, ``tuning_instances`` (indices),
         ``tuned_on`` (name and family), ``agent`` and ``grid`` (per row: each instance's
         best validation loss, the normalised scores and their mean).
     """
+    return family_choice(family, spec, options).choice
+
+
+def family_choice(
+    family: TaskFamily | str,
+    spec: AgentSpec | str = "step-grid-family",
+    options: RunOptions = RUN_DEFAULTS,
+    saved_in: str | Path | None = None,
+) -> ResolvedChoice:
+    """The family-tuned choice (:func:`tune_step_grid_family`) and where it came from: read
+    from ``saved_in`` or ``options.cache_dir``, else tuned now and cached."""
     family = load_family(family) if isinstance(family, str) else family
     spec = _spec(spec)
-    path = family_cache_path(cache_dir, family, spec) if cache_dir is not None else None
-    if path is not None and path.is_file():
-        return load_choice(path)
+    return resolve_choice(
+        lambda: _tune_across(family, spec, options),
+        lambda folder: family_cache_path(folder, family, spec), options.cache_dir, saved_in,
+    )
+
+
+def _tune_across(family: TaskFamily, spec: AgentSpec, options: RunOptions) -> dict[str, Any]:
     configurations = grid_configurations(spec.params)
     seeds = _seeds(spec)
     count = int(spec.params.get("tuning_instances", 12))
@@ -188,8 +186,7 @@ def tune_step_grid_family(
     indices = [train[position] for position in range(count)]
     tasks = [family.instance(index) for index in indices]
     by_run = _score_grid(
-        tasks, range(count), configurations, seeds, jobs, f"tuning {spec.name} on {count} {family.name} instances",
-        progress, env_options, backend,
+        tasks, range(count), configurations, seeds, f"tuning {spec.name} on {count} {family.name} instances", options
     )
 
     def instance_score(c: int, k: int) -> float:
@@ -205,7 +202,7 @@ def tune_step_grid_family(
         rows.append({**configuration, "best_val_losses": raw[c], "normalised": normalised,
                      "mean": sum(normalised) / count})
     best = min(rows, key=lambda row: row["mean"])
-    choice = {
+    return {
         "initial_lr": best["initial_lr"],
         "scheduler": best["scheduler"],
         "kwargs": best["kwargs"],
@@ -217,9 +214,6 @@ def tune_step_grid_family(
         "agent": spec.to_dict(),
         "grid": rows,
     }
-    if path is not None:
-        save_choice(choice, path)
-    return choice
 
 
 def make_step_grid_family_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> ScheduleAgent:
@@ -229,30 +223,13 @@ def make_step_grid_family_agent(spec: AgentSpec, task: TaskSpec, **options: Any)
     family or its name: tuned now, or read from ``cache_dir``); tuning takes ``jobs``,
     ``progress`` and the env options.
     """
-    unknown = set(options) - set(AGENT_OPTIONS) - set(ENV_OPTION_KEYS)
-    if unknown:
-        raise ValueError(
-            f"agent {spec.name!r}: unknown option(s) {sorted(unknown)}; "
-            f"valid: {', '.join(AGENT_OPTIONS + ENV_OPTION_KEYS)}"
-        )
-    unknown = set(spec.params) - set(FAMILY_GRID_KEYS)
-    if unknown:
-        raise ValueError(
-            f"agent {spec.name!r}: unknown param(s) {sorted(unknown)}; valid: {', '.join(FAMILY_GRID_KEYS)}"
-        )
-    config = options.get("config")
-    if isinstance(config, Mapping):
-        return choice_agent(config)
-    if config is not None:
-        return choice_agent(load_choice(config))
+    check_agent_options(spec, options, AGENT_OPTIONS, FAMILY_GRID_KEYS)
+    choice = given_choice(options.get("config"))
+    if choice is not None:
+        return choice_agent(choice)
     if options.get("family") is None:
         raise ValueError(
             f"agent {spec.name!r} is tuned on a task family: give config (a saved choice) or family "
             f"(e.g. evaluate it with `lrgym evaluate FAMILY --instances test:N`, or `lrgym tune FAMILY`)"
         )
-    env_options = {"device": "auto", **{key: options[key] for key in ENV_OPTION_KEYS if key in options}}
-    choice = tune_step_grid_family(
-        options["family"], spec, jobs=int(options.get("jobs", 1)), progress=bool(options.get("progress", True)),
-        env_options=env_options, cache_dir=options.get("cache_dir"),
-    )
-    return choice_agent(choice)
+    return choice_agent(tune_step_grid_family(options["family"], spec, agent_run_options(options)))

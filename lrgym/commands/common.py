@@ -6,8 +6,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from lrgym.agents import step_grid
 from lrgym.environment.lr_control_env import resolve_device
 from lrgym.runners.backend import Backend
+from lrgym.runners.options import RunOptions, default_jobs
 
 
 def positive_int(text: str) -> int:
@@ -115,14 +117,37 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def backend(args: argparse.Namespace):
-    """The :class:`lrgym.runners.pool.Backend` the flags ask for (a clear error if Ray is missing)."""
+def add_task_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
+    """The flags of every command that runs a task: ``--set``, the data and device flags and,
+    with ``backend``, where the runs execute (``--backend``, ``--ray-address``)."""
+    add_override_argument(parser)
+    add_data_arguments(parser)
+    if backend:
+        add_backend_arguments(parser)
 
+
+def backend(args: argparse.Namespace) -> Backend:
+    """The :class:`lrgym.runners.backend.Backend` the flags ask for (a clear error if Ray is missing)."""
     return Backend(args.backend, args.ray_address)
 
 
 def env_options(args: argparse.Namespace) -> dict:
     return {"device": args.device, "data_dir": args.data_dir, "download": args.download}
+
+
+def run_options(args: argparse.Namespace, cache_dir: str | Path | None = None) -> RunOptions:
+    """The :class:`lrgym.runners.options.RunOptions` the flags ask for: ``--jobs`` (default one
+    worker per CPU core), the data and device flags, the backend flags and the bound on a
+    step-grid tuning (none with ``--allow-long-tuning``, nor for a command without that flag).
+
+    :param cache_dir: where tuned step-decay choices are kept (a folder of the command's ``--out``).
+    """
+    bounded = not getattr(args, "allow_long_tuning", True)
+    return RunOptions(
+        jobs=args.jobs or default_jobs(), env_options=env_options(args), cache_dir=cache_dir,
+        max_tuning_s=step_grid.LONG_TUNING_S if bounded else None,  # read now: tests lower it
+        backend=backend(args),
+    )
 
 
 def out_dir(path: str | Path) -> Path:

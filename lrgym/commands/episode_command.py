@@ -6,8 +6,7 @@ import argparse
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.commands.common import (
-    add_data_arguments,
-    add_override_argument,
+    add_task_arguments,
     env_options,
     non_negative_int,
     parse_overrides,
@@ -25,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="agent spec name or ppo:PATH (default: keep the initial learning rate)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="episode seed (an integer >= 0)")
-    add_override_argument(parser)
-    add_data_arguments(parser)
+    add_task_arguments(parser, backend=False)
 
 
 class HoldAgent:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.agents import step_grid
 from lrgym.commands.common import (
-    add_backend_arguments,
-    add_data_arguments,
-    add_override_argument,
-    backend,
+    add_task_arguments,
     comma_list,
-    env_options,
     out_dir,
     parse_overrides,
     positive_int,
+    run_options,
 )
-from lrgym.evaluation.evaluate import agent_entries, default_jobs, evaluate, write_evaluation
+from lrgym.evaluation.evaluate import agent_entries, evaluate
 from lrgym.evaluation.family import evaluate_instances, write_family_evaluation
+from lrgym.evaluation.outputs import write_evaluation
+from lrgym.runners.options import RunOptions
 from lrgym.tasks.family import load_family, parse_instances
 from lrgym.tasks.specs import load_task_spec
 
@@ -40,15 +38,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
         help="run a step-grid tuning even when it is estimated to take longer than 30 minutes here "
              "(without it such a tuning is refused before it starts)",
     )
-    add_override_argument(parser)
-    add_data_arguments(parser)
-    add_backend_arguments(parser)
-
-
-def max_tuning_s(args: argparse.Namespace) -> float | None:
-    """The bound on a step-grid tuning's estimated time: none with ``--allow-long-tuning``."""
-
-    return None if args.allow_long_tuning else step_grid.LONG_TUNING_S  # read now: tests lower it
+    add_task_arguments(parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,8 +66,7 @@ def print_written(paths: dict, folder) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    where = backend(args)
+    options = run_options(args)  # a bad --backend fails before anything else
     family = load_family(args.task, **parse_overrides(args.overrides))
     if family.single and args.instances:
         raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
@@ -89,26 +78,22 @@ def run(args: argparse.Namespace) -> int:
     if reference not in labels:
         raise ValueError(f"--reference {reference!r} is not one of --agents ({', '.join(labels)})")
     if not family.single:
-        return _run_family(args, family, parse_instances(args.instances, family), entries, reference)
+        return _run_family(args, options, family, parse_instances(args.instances, family), entries, reference)
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     folder = out_dir(args.out or f"runs/evaluate-{task.name}")
-    evaluation = evaluate(
-        task, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid", max_tuning_s=max_tuning_s(args),
-        backend=where,
-    )
+    evaluation = evaluate(task, entries, list(range(args.seeds)), options.replace(cache_dir=folder / "step-grid"))
     paths = write_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())
     print_written(paths, folder)
     return 0
 
 
-def _run_family(args: argparse.Namespace, family, instances: list[int], entries: list, reference: str) -> int:
-
+def _run_family(
+    args: argparse.Namespace, options: RunOptions, family, instances: list[int], entries: list, reference: str
+) -> int:
     folder = out_dir(args.out or f"runs/evaluate-{family.name}")
     evaluation = evaluate_instances(
-        family, instances, entries, list(range(args.seeds)), jobs=args.jobs or default_jobs(),
-        env_options=env_options(args), cache_dir=folder / "step-grid", backend=backend(args),
+        family, instances, entries, list(range(args.seeds)), options.replace(cache_dir=folder / "step-grid")
     )
     paths = write_family_evaluation(evaluation, folder, reference=reference)
     print(paths["summary"].read_text())

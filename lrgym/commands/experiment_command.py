@@ -16,23 +16,26 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
-from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
+from lrgym.agents.step_grid import cache_path, save_choice, step_grid_choice
 from lrgym.checkpoints.checkpoint import CARD_FILE, read_card
 from lrgym.commands.common import (
-    backend,
     comma_list,
-    env_options,
     non_negative_int,
     out_dir,
     parse_overrides,
     positive_int,
+    run_options,
 )
-from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s
+from lrgym.commands.evaluate_command import add_evaluation_arguments
 from lrgym.environment.lr_control_env import resolve_device
-from lrgym.evaluation.evaluate import AgentEntry, default_jobs, evaluate, write_evaluation
+from lrgym.evaluation.evaluate import AgentEntry, evaluate
+from lrgym.evaluation.outputs import write_evaluation
 from lrgym.evaluation.transfer import run_transfer
-from lrgym.tasks.specs import load_agent_spec, load_task_spec
+from lrgym.runners.backend import Backend
+from lrgym.runners.options import default_jobs
+from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec, load_task_spec
 from lrgym.train import train
 
 HELP = "run the paper's protocol: tune step decay, meta-train, evaluate with seeds, transfer"
@@ -70,59 +73,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_evaluation_arguments(parser)
 
 
+Stage = tuple[str, float, str]  # name, wall time (s), result
+
+
+def _stage(stages: list[Stage], name: str, since: float, result: str) -> None:
+    stages.append((name, time.perf_counter() - since, result))
+    print(f"[experiment] {name}: {result} ({time.perf_counter() - since:.0f} s)", flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
-    import platform
-    import sys
-
-    import torch
-
-
-    where = backend(args)
+    options = run_options(args)  # a bad --backend fails before anything else
     task = load_task_spec(args.task, **parse_overrides(args.overrides))
     targets = [load_task_spec(name, **parse_overrides(args.target_overrides)) for name in comma_list(args.transfer_to)]
     recipe = load_agent_spec(args.agent)
     grid = load_agent_spec("step-grid")
     for name in comma_list(args.baselines) + comma_list(args.target_baselines):
         load_agent_spec(name)  # unknown names fail now, not after an hour of training
-    jobs = args.jobs or default_jobs()
-    options = env_options(args)
     folder = out_dir(args.out or f"runs/experiment-{task.name}")
     checkpoint = folder / "controller"
     seeds = list(range(args.seeds))
-    stages: list[tuple[str, float, str]] = []
+    stages: list[Stage] = []
     started = time.perf_counter()
 
-    def stage(name: str, since: float, result: str) -> None:
-        stages.append((name, time.perf_counter() - since, result))
-        print(f"[experiment] {name}: {result} ({time.perf_counter() - since:.0f} s)", flush=True)
-
-    # 1. the step-decay grid, tuned on the task's tuning seeds
+    # 1. the step-decay grid, tuned on the task's tuning seeds (or the choice tuned before)
     since = time.perf_counter()
-    choice_path = cache_path(folder / "step-grid", task, grid)
-    if choice_path.is_file():
-        choice = load_choice(choice_path)
-        stage("tune step decay", since, f"reused {choice_path}")
+    tuned = step_grid_choice(task, grid, options.replace(cache_dir=folder / "step-grid"))
+    choice = tuned.choice
+    if tuned.origin == "cached":
+        _stage(stages, "tune step decay", since, f"reused {tuned.path}")
     else:
-        choice = tune_step_grid(
-            task, grid, jobs=jobs, env_options=options, max_seconds=max_tuning_s(args), backend=where
-        )
-        save_choice(choice, choice_path)
-        stage("tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
-              f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
+        _stage(stages, "tune step decay", since, f"{choice['scheduler']} initial_lr={choice['initial_lr']:g} "
+               f"{choice['kwargs']} (mean best val loss {choice['score']:.4f})")
 
     # 2. meta-train the controller
     since = time.perf_counter()
-    if (checkpoint / CARD_FILE).is_file():
-        card = read_card(checkpoint)
-        if card["task"] != task.to_dict():
-            raise ValueError(f"{checkpoint} holds a controller trained on another task spec; choose another --out")
-        stage("meta-train", since, f"reused {checkpoint} ({card['timesteps']} timesteps)")
-    else:
-        result = train(
-            task, recipe, checkpoint, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
-            seed=args.train_seed, data_dir=args.data_dir, download=args.download, backend=where,
-        )
-        stage("meta-train", since, f"{result.timesteps} timesteps, {result.episodes} episodes")
+    _stage(stages, "meta-train", since, _meta_train(args, task, recipe, checkpoint, options.backend))
     # beside the controller, so `lrgym transfer` transfers this exact step-decay choice
     save_choice(choice, cache_path(checkpoint, task, grid))
 
@@ -133,24 +118,52 @@ def run(args: argparse.Namespace) -> int:
         AgentEntry(f"ppo:{checkpoint.name}", f"ppo:{checkpoint}"),
         *(AgentEntry(name, name) for name in comma_list(args.baselines)),
     ]
-    evaluation = evaluate(task, entries, seeds, jobs=jobs, env_options=options, backend=where)
+    # No bound here: a step-grid baseline refused after the meta-training would waste it.
+    evaluation = evaluate(task, entries, seeds, options.replace(max_tuning_s=None))
     paths = write_evaluation(evaluation, folder / "evaluate", reference="step-grid",
                              title=f"Evaluation on {task.name}")
-    stage("evaluate", since, str(paths["summary"]))
+    _stage(stages, "evaluate", since, str(paths["summary"]))
     print(paths["summary"].read_text())
 
     # 4. transfer
     for target in targets:
         since = time.perf_counter()
-        paths = run_transfer(
-            checkpoint, target, seeds, folder / f"transfer-{target.name}",
-            target_baselines=comma_list(args.target_baselines), jobs=jobs, env_options=options,
-            max_tuning_s=max_tuning_s(args), backend=where,
-        )
-        stage(f"transfer to {target.name}", since, str(paths["summary"]))
+        paths = run_transfer(checkpoint, target, seeds, folder / f"transfer-{target.name}",
+                             target_baselines=comma_list(args.target_baselines), options=options)
+        _stage(stages, f"transfer to {target.name}", since, str(paths["summary"]))
         print(paths["summary"].read_text())
 
     total = time.perf_counter() - started
+    _write_report(args, folder / "experiment.md", task, stages, total, options.backend)
+    print(f"\nwrote {folder}/: experiment.md, step-grid/, controller/, evaluate/"
+          + "".join(f", transfer-{target.name}/" for target in targets))
+    print(f"experiment took {total:.0f} s ({total / 60:.1f} min)")
+    return 0
+
+
+def _meta_train(args: argparse.Namespace, task: TaskSpec, recipe: AgentSpec, checkpoint: Path, where: Backend) -> str:
+    """Stage 2: train the controller into ``checkpoint``, or reuse the one there; the stage's result."""
+    if (checkpoint / CARD_FILE).is_file():
+        card = read_card(checkpoint)
+        if card["task"] != task.to_dict():
+            raise ValueError(f"{checkpoint} holds a controller trained on another task spec; choose another --out")
+        return f"reused {checkpoint} ({card['timesteps']} timesteps)"
+    result = train(
+        task, recipe, checkpoint, timesteps=args.timesteps, n_envs=args.n_envs, device=args.device,
+        seed=args.train_seed, data_dir=args.data_dir, download=args.download, backend=where,
+    )
+    return f"{result.timesteps} timesteps, {result.episodes} episodes"
+
+
+def _write_report(
+    args: argparse.Namespace, path: Path, task: TaskSpec, stages: list[Stage], total: float, where: Backend
+) -> None:
+    """experiment.md: the command, the machine, the wall time of every stage."""
+    import platform
+    import sys
+
+    import torch
+
     device = resolve_device(args.device)
     machine = (
         f"{platform.machine()} {platform.system()}, {default_jobs()} CPU cores available, "
@@ -165,8 +178,4 @@ def run(args: argparse.Namespace) -> int:
         "| stage | wall time (s) | result |", "|---|---|---|",
         *(f"| {name} | {seconds:.0f} | {result} |" for name, seconds, result in stages),
     ]
-    (folder / "experiment.md").write_text("\n".join(lines) + "\n")
-    print(f"\nwrote {folder}/: experiment.md, step-grid/, controller/, evaluate/"
-          + "".join(f", transfer-{target.name}/" for target in targets))
-    print(f"experiment took {total:.0f} s ({total / 60:.1f} min)")
-    return 0
+    path.write_text("\n".join(lines) + "\n")

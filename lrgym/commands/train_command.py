@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
-    add_backend_arguments,
-    add_data_arguments,
-    add_override_argument,
+    add_task_arguments,
     backend,
     non_negative_int,
     out_dir,
@@ -54,9 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "training state: resume only your own runs)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_override_argument(parser)
-    add_data_arguments(parser)
-    add_backend_arguments(parser)
+    add_task_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from lrgym.commands.common import backend, comma_list, env_options, out_dir, parse_overrides
-from lrgym.commands.evaluate_command import add_evaluation_arguments, max_tuning_s, print_written
-from lrgym.evaluation.evaluate import default_jobs
+from lrgym.commands.common import comma_list, out_dir, parse_overrides, run_options
+from lrgym.commands.evaluate_command import add_evaluation_arguments, print_written
 from lrgym.evaluation.transfer import run_transfer
 from lrgym.tasks.specs import load_task_spec
 
@@ -32,14 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    where = backend(args)
+    options = run_options(args)  # a bad --backend fails before anything else
     target = load_task_spec(args.task, **parse_overrides(args.overrides))
     folder = out_dir(args.out or f"runs/transfer-{target.name}")
     paths = run_transfer(
         args.checkpoint, target, range(args.seeds), folder, args.baseline_config,
-        comma_list(args.target_baselines), jobs=args.jobs or default_jobs(), env_options=env_options(args),
-        max_tuning_s=max_tuning_s(args), backend=where,
+        comma_list(args.target_baselines), options,
     )
     print(paths["summary"].read_text())
     print_written(paths, folder)

@@ -18,15 +18,11 @@ import argparse
 from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
 from lrgym.agents.step_grid_family import family_cache_path, instance_cache_path, tune_instances, tune_step_grid_family
 from lrgym.commands.common import (
-    add_backend_arguments,
-    add_data_arguments,
-    add_override_argument,
-    backend,
-    env_options,
+    add_task_arguments,
     out_dir,
     parse_overrides,
+    run_options,
 )
-from lrgym.evaluation.evaluate import default_jobs
 from lrgym.tasks.family import load_family, parse_instances
 from lrgym.tasks.specs import load_agent_spec
 
@@ -45,9 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--jobs", "-j", type=int, default=None, help="worker processes (default: one per CPU core)")
     parser.add_argument("--out", default=None, help="folder for the choice JSON (default runs/tune-TASK)")
-    add_override_argument(parser)
-    add_data_arguments(parser)
-    add_backend_arguments(parser)
+    add_task_arguments(parser)
 
 
 def _describe(choice: dict) -> str:
@@ -56,17 +50,15 @@ def _describe(choice: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-
-    where = backend(args)
+    options = run_options(args)  # a bad --backend fails before anything else
     family = load_family(args.task, **parse_overrides(args.overrides))
     spec = load_agent_spec(args.agent or ("step-grid" if family.single else "step-grid-family"))
-    jobs = args.jobs or default_jobs()
     folder = out_dir(args.out or f"runs/tune-{family.name}")
-    options = env_options(args)
+    options = options.replace(cache_dir=folder)  # the choices are written where `lrgym evaluate` caches them
     if spec.kind == "step-grid-family":
         if family.single:
             raise ValueError(f"{spec.name!r} tunes across a family's instances; {args.task!r} is a single task")
-        choice = tune_step_grid_family(family, spec, jobs=jobs, env_options=options, cache_dir=folder, backend=where)
+        choice = tune_step_grid_family(family, spec, options)
         print(f"{family.name}: {_describe(choice)} over train instances {choice['tuning_instances']}")
         print(f"wrote {family_cache_path(folder, family, spec)}")
         return 0
@@ -78,13 +70,14 @@ def run(args: argparse.Namespace) -> int:
         if args.instances:
             raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
         task = family.instance(0)
-        choice = tune_step_grid(task, spec, jobs=jobs, env_options=options, backend=where)
+        # Tuned again even when the folder holds a choice: `lrgym tune` of a task is asked to tune.
+        choice = tune_step_grid(task, spec, options=options)
         path = save_choice(choice, cache_path(folder, task, spec))
         print(f"{task.name}: {_describe(choice)}\nwrote {path}")
         return 0
     if not args.instances:
         raise ValueError(f"a {spec.name!r} grid on the family {family.name!r} is tuned per instance: give --instances")
     tasks = [family.instance(index) for index in parse_instances(args.instances, family)]
-    for task, choice in zip(tasks, tune_instances(tasks, spec, jobs, True, options, folder, where), strict=True):
+    for task, choice in zip(tasks, tune_instances(tasks, spec, options), strict=True):
         print(f"{task.name}: {_describe(choice)}  -> {instance_cache_path(folder, task, spec)}")
     return 0

@@ -6,8 +6,9 @@ The figures (:mod:`lrgym.evaluation.plots`, matplotlib) are imported by the modu
 from __future__ import annotations
 
 from lrgym.evaluation.aggregate import aggregate
-from lrgym.evaluation.evaluate import Evaluation, evaluate, read_results, write_evaluation
+from lrgym.evaluation.evaluate import evaluate
 from lrgym.evaluation.family import FamilyEvaluation, evaluate_instances
+from lrgym.evaluation.outputs import Evaluation, read_results, write_evaluation
 from lrgym.evaluation.statistics import summarize
 from lrgym.evaluation.transfer import plan_transfer, run_transfer
 

@@ -19,25 +19,23 @@ Both are cached under ``cache_dir`` (``lrgym evaluate`` uses ``OUT/step-grid``).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lrgym.agents.step_grid_family import tune_instances, tune_step_grid_family
 from lrgym.evaluation.evaluate import (
-    RESULT_COLUMNS,
     STEP_GRID_KIND,
-    TRAJECTORY_COLUMNS,
     AgentEntry,
     _build_agent,
-    agent_entries,
+    checked_entries,
     describe_choice,
     run_one,
-    write_csv,
 )
+from lrgym.evaluation.outputs import RESULT_COLUMNS, TRAJECTORY_COLUMNS, write_csv
 from lrgym.evaluation.statistics import summarize, summary_markdown
-from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.runners.pool import run_placed
 from lrgym.tasks.family import INSTANCE_FIELDS, TaskFamily, instance_fields
 from lrgym.tasks.specs import TaskSpec, load_agent_spec
@@ -70,30 +68,23 @@ def _csv_fields(task: TaskSpec) -> dict[str, Any]:
 
 
 def resolve_instance_agents(
-    entries: Sequence[AgentEntry],
-    family: TaskFamily,
-    tasks: Sequence[TaskSpec],
-    jobs: int = 1,
-    env_options: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    backend: Backend = LOCAL,
+    entries: Sequence[AgentEntry], family: TaskFamily, tasks: Sequence[TaskSpec], options: RunOptions = RUN_DEFAULTS
 ) -> tuple[dict[tuple[str, int], AgentEntry], list[str]]:
-    """The entry each agent runs on each task (position in ``tasks``), step decays tuned.
+    """The entry each agent runs on each task (position in ``tasks``), step decays tuned
+    with ``options`` (choices cached in its ``cache_dir``).
 
     :return: (label, position) -> entry, and a line per tuned agent for the summary.
     """
-
-    grid_cache = Path(cache_dir) if cache_dir is not None else None
     resolved: dict[tuple[str, int], AgentEntry] = {}
     notes = []
     for entry in entries:
         kind = None if entry.name.startswith("ppo:") else load_agent_spec(entry.name).kind
         if kind == STEP_GRID_KIND and "config" not in entry.options:
-            choices = tune_instances(tasks, entry.name, jobs, progress, env_options, grid_cache, backend)
+            choices = tune_instances(tasks, entry.name, options)
             for position, choice in enumerate(choices):
-                options = {**entry.options, "config": choice}
-                resolved[entry.label, position] = AgentEntry(entry.label, entry.name, options)
+                resolved[entry.label, position] = AgentEntry(
+                    entry.label, entry.name, {**entry.options, "config": choice}
+                )
             rates = sorted({choice["initial_lr"] for choice in choices})
             notes.append(
                 f"`{entry.label}` is tuned on each instance's own tuning seeds {choices[0]['tuning_seeds']} "
@@ -101,7 +92,7 @@ def resolve_instance_agents(
             )
             continue
         if kind == FAMILY_STEP_GRID_KIND and "config" not in entry.options:
-            choice = tune_step_grid_family(family, entry.name, jobs, progress, env_options, grid_cache, backend)
+            choice = tune_step_grid_family(family, entry.name, options)
             entry = AgentEntry(entry.label, entry.name, {**entry.options, "config": choice})
             notes.append(
                 describe_choice(entry.label, choice)
@@ -117,36 +108,29 @@ def evaluate_instances(
     instances: Sequence[int],
     agents: Sequence[AgentEntry | str],
     seeds: Sequence[int],
-    jobs: int = 1,
-    env_options: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    cache_dir: str | Path | None = None,
-    backend: Backend = LOCAL,
+    options: RunOptions = RUN_DEFAULTS,
 ) -> FamilyEvaluation:
     """Run every agent on every seed of every instance of ``family`` in ``instances``.
 
     :param instances: instance indices (e.g. from :func:`lrgym.tasks.family.parse_instances`).
     :param seeds: episode seeds, the same for every agent on an instance (paired runs).
-    :param cache_dir: where tuned step-decay choices are cached.
-    :param backend: where the runs execute (local processes or Ray tasks); each row records its ``node``.
+    :param options: ``jobs``, ``env_options``, ``progress``, ``backend`` (each row records its
+        ``node``) and ``cache_dir``, where tuned step-decay choices are cached.
     :return: rows ordered by agent, instance, seed.
     """
-    entries = [a if isinstance(a, AgentEntry) else agent_entries([a])[0] for a in agents]
+    entries = checked_entries(agents)
     labels = [entry.label for entry in entries]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"agent labels must be unique, got {labels}")
     if not entries or not seeds or not instances:
         raise ValueError("need at least one agent, one instance and one seed")
-    env_options = dict(env_options or {})
     tasks = [family.instance(index) for index in instances]
-    resolved, notes = resolve_instance_agents(entries, family, tasks, jobs, env_options, cache_dir, progress, backend)
+    resolved, notes = resolve_instance_agents(entries, family, tasks, options)
     for label in labels:  # a bad name or checkpoint fails here, before any worker starts
         _build_agent(resolved[label, 0], tasks[0])
     work = [(label, position, seed) for label in labels for position in range(len(tasks)) for seed in seeds]
     outcomes = run_placed(
-        run_one, [(resolved[label, position], tasks[position], seed, env_options) for label, position, seed in work],
-        jobs, description=f"evaluate {len(tasks)} {family.name} instances", progress=progress,
-        backend=backend, device=str(env_options.get("device", "auto")),
+        run_one,
+        [(resolved[label, position], tasks[position], seed, options.env_options) for label, position, seed in work],
+        options, description=f"evaluate {len(tasks)} {family.name} instances",
     )
     results, trajectories = [], []
     for (_, position, _), ((result, trajectory), node) in zip(work, outcomes, strict=True):

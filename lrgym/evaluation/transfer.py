@@ -11,26 +11,29 @@ compared with
 
 Where the transferred step-decay choice comes from, in order: ``baseline_config`` (a
 saved choice), the choice saved in the checkpoint folder for the source task and grid
-(:func:`lrgym.agents.step_grid.cache_path`; ``lrgym experiment`` writes it there), or
-tuned now on the source task's tuning seeds. A controller meta-trained on a task family
-(its card has ``family``) is compared with the step decay tuned across that family's
-train instances (``step-grid-family``, :mod:`lrgym.agents.step_grid_family`), found the
-same ways.
+(:func:`lrgym.agents.step_grid.cache_path`; ``lrgym experiment`` writes it there), one
+tuned earlier into the cache folder, or tuned now on the source task's tuning seeds and
+cached (:func:`lrgym.agents.step_grid.resolve_choice` decides). A controller meta-trained
+on a task family (its card has ``family``) is compared with the step decay tuned across
+that family's train instances (``step-grid-family``, :mod:`lrgym.agents.step_grid_family`),
+found the same ways.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lrgym.agents.ppo import acting_overrides
-from lrgym.agents.step_grid import cache_path, load_choice, save_choice, tune_step_grid
-from lrgym.agents.step_grid_family import family_cache_path, tune_step_grid_family
+from lrgym.agents.step_grid import load_choice, step_grid_choice
+from lrgym.agents.step_grid_family import family_choice
 from lrgym.checkpoints.checkpoint import check_signature, read_card
-from lrgym.evaluation.evaluate import STEP_GRID_KIND, AgentEntry, evaluate, write_evaluation
-from lrgym.runners.backend import LOCAL, Backend
+from lrgym.evaluation.evaluate import STEP_GRID_KIND, AgentEntry, evaluate
+from lrgym.evaluation.family import FAMILY_STEP_GRID_KIND
+from lrgym.evaluation.outputs import write_evaluation
+from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import TaskSpec, load_agent_spec
 
@@ -75,60 +78,33 @@ def transferred_choice(
     source: TaskSpec,
     baseline_config: str | Path | None = None,
     grid: str = "step-grid",
-    jobs: int = 1,
-    env_options: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    max_tuning_s: float | None = None,
+    options: RunOptions = RUN_DEFAULTS,
     family: TaskFamily | None = None,
-    backend: Backend = LOCAL,
 ) -> tuple[dict[str, Any], str]:
     """The step-decay choice of the source task (or family), and where it came from.
 
-    :param cache_dir: where a choice tuned now is saved (the checkpoint folder is not written to).
-    :param max_tuning_s: refuse a tuning estimated to take longer (``None``: no bound).
+    :param options: how a tuning runs; its ``cache_dir`` is where a choice tuned now is
+        saved (the checkpoint folder is read, never written to).
     :param family: the source family of a family-trained controller: its family-tuned choice.
     """
-
     if baseline_config is not None:
         return load_choice(baseline_config), f"given by {baseline_config}"
     if family is not None:
-        return _family_choice(checkpoint, family, jobs, env_options, cache_dir, progress)
+        spec = load_agent_spec(FAMILY_STEP_GRID_KIND)
+        resolved = family_choice(family, spec, options, saved_in=checkpoint)
+        if resolved.origin == "saved":
+            return resolved.choice, f"tuned across {family.name}, saved in the checkpoint folder ({resolved.path.name})"
+        origin = "tuned earlier" if resolved.origin == "cached" else "tuned now"
+        return resolved.choice, f"{origin} across the train instances of {family.name} ({spec.name})"
     spec = load_agent_spec(grid)
     if spec.kind != STEP_GRID_KIND:
         raise ValueError(f"agent {grid!r} has kind {spec.kind!r}, not {STEP_GRID_KIND!r}")
-    saved = cache_path(checkpoint, source, spec)
-    if saved.is_file():
-        return load_choice(saved), f"saved in the checkpoint folder ({saved.name})"
-    cached = cache_path(cache_dir, source, spec) if cache_dir is not None else None
-    if cached is not None and cached.is_file():
-        return load_choice(cached), f"tuned earlier on the source task ({cached})"
-    choice = tune_step_grid(
-        source, spec, jobs=jobs, progress=progress, env_options=dict(env_options or {}), max_seconds=max_tuning_s,
-        backend=backend,
-    )
-    if cached is not None:
-        save_choice(choice, cached)
-    return choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
-
-
-def _family_choice(
-    checkpoint: Path,
-    family: TaskFamily,
-    jobs: int,
-    env_options: Mapping[str, Any] | None,
-    cache_dir: str | Path | None,
-    progress: bool,
-) -> tuple[dict[str, Any], str]:
-
-    spec = load_agent_spec("step-grid-family")
-    saved = family_cache_path(checkpoint, family, spec)
-    if saved.is_file():
-        return load_choice(saved), f"tuned across {family.name}, saved in the checkpoint folder ({saved.name})"
-    cached = family_cache_path(cache_dir, family, spec) if cache_dir is not None else None
-    origin = "tuned earlier" if cached is not None and cached.is_file() else "tuned now"
-    choice = tune_step_grid_family(family, spec, jobs, progress, env_options, cache_dir)
-    return choice, f"{origin} across the train instances of {family.name} ({spec.name})"
+    resolved = step_grid_choice(source, spec, options, saved_in=checkpoint)
+    if resolved.origin == "saved":
+        return resolved.choice, f"saved in the checkpoint folder ({resolved.path.name})"
+    if resolved.origin == "cached":
+        return resolved.choice, f"tuned earlier on the source task ({resolved.path})"
+    return resolved.choice, "tuned now on the source task (no saved choice in the checkpoint folder)"
 
 
 def plan_transfer(
@@ -136,12 +112,7 @@ def plan_transfer(
     target: TaskSpec,
     baseline_config: str | Path | None = None,
     target_baselines: Sequence[str] = TARGET_BASELINES,
-    jobs: int = 1,
-    env_options: Mapping[str, Any] | None = None,
-    cache_dir: str | Path | None = None,
-    progress: bool = True,
-    max_tuning_s: float | None = None,
-    backend: Backend = LOCAL,
+    options: RunOptions = RUN_DEFAULTS,
 ) -> TransferPlan:
     """Check that the controller fits ``target`` and choose the agents to compare.
 
@@ -150,20 +121,17 @@ def plan_transfer(
     :param baseline_config: a saved step-decay choice to transfer (default: see module doc).
     :param target_baselines: agents tuned or run on the target itself, labelled
         ``NAME (target)``; step-grid ones are tuned on the target's tuning seeds.
-    :param max_tuning_s: refuse a step-decay tuning estimated to take longer (``None``: no bound).
+    :param options: how a step-decay tuning of the source runs (:func:`transferred_choice`);
+        one estimated to take longer than its ``max_tuning_s`` is refused.
     :raises ValueError: the controller's observation or action space does not fit the target.
     """
-
     checkpoint = Path(checkpoint)
     card = read_card(checkpoint)
     # a clear error before anything runs (the controller brings its state and action mode)
     check_signature(card, target.replace(**acting_overrides(card)), checkpoint)
     source = TaskSpec(**card["task"])
     family = TaskFamily.from_dict(card["family"]) if card.get("family") else None
-    choice, origin = transferred_choice(
-        checkpoint, source, baseline_config, jobs=jobs, env_options=env_options,
-        cache_dir=cache_dir, progress=progress, max_tuning_s=max_tuning_s, family=family, backend=backend,
-    )
+    choice, origin = transferred_choice(checkpoint, source, baseline_config, options=options, family=family)
     trained_on = f"the family `{family.name}`" if family else f"`{source.name}`"
     entries = [
         AgentEntry(TRANSFERRED_BASELINE, "step-grid", {"config": choice}),
@@ -189,29 +157,19 @@ def run_transfer(
     folder: str | Path,
     baseline_config: str | Path | None = None,
     target_baselines: Sequence[str] = TARGET_BASELINES,
-    jobs: int = 1,
-    env_options: Mapping[str, Any] | None = None,
-    max_tuning_s: float | None = None,
-    backend: Backend = LOCAL,
+    options: RunOptions = RUN_DEFAULTS,
 ) -> dict[str, Path]:
     """Plan the transfer, run every agent on ``target``'s ``seeds`` and write the outputs to ``folder``.
 
-    Step-decay choices tuned here are cached in ``folder/step-grid``; a tuning estimated to
-    take longer than ``max_tuning_s`` is refused before it starts (``None``: no bound);
-    ``backend`` says where the runs execute.
-    :returns: the written paths (as :func:`lrgym.evaluation.evaluate.write_evaluation`).
+    :param options: how the runs and tunings execute; step-decay choices tuned here are
+        cached in ``folder/step-grid`` (in place of its ``cache_dir``), and a tuning estimated
+        to take longer than its ``max_tuning_s`` is refused before it starts.
+    :returns: the written paths (as :func:`lrgym.evaluation.outputs.write_evaluation`).
     """
-
     folder = Path(folder)
-    cache_dir = folder / "step-grid"
-    plan = plan_transfer(
-        checkpoint, target, baseline_config, target_baselines, jobs=jobs,
-        env_options=env_options, cache_dir=cache_dir, max_tuning_s=max_tuning_s, backend=backend,
-    )
-    evaluation = evaluate(
-        target, plan.entries, list(seeds), jobs=jobs, env_options=env_options, cache_dir=cache_dir,
-        max_tuning_s=max_tuning_s, backend=backend,
-    )
+    options = options.replace(cache_dir=folder / "step-grid")
+    plan = plan_transfer(checkpoint, target, baseline_config, target_baselines, options)
+    evaluation = evaluate(target, plan.entries, list(seeds), options)
     evaluation.notes[:0] = plan.notes
     title = f"Transfer {plan.source_name} -> {target.name}"
     return write_evaluation(evaluation, folder, reference=plan.reference, title=title)

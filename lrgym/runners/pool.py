@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from lrgym.runners.backend import LOCAL, Backend, local_node, single_thread
+from lrgym.runners.backend import local_node, single_thread
+from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 
 Result = TypeVar("Result")
 
@@ -25,31 +26,28 @@ def _placed(function: Callable[..., Result], args: tuple[Any, ...]) -> tuple[Res
 def run_placed(
     function: Callable[..., Result],
     arguments: Sequence[tuple[Any, ...]],
-    jobs: int = 1,
+    options: RunOptions = RUN_DEFAULTS,
     description: str = "",
     unit: str = "run",
-    progress: bool = True,
-    backend: Backend = LOCAL,
-    device: str | None = None,
 ) -> list[tuple[Result, str]]:
     """``[(function(*args), node) for args in arguments]``: each result with the node it ran on.
 
     :param function: a module-level function (it is pickled to the workers), as are the
         arguments.
-    :param jobs: local: worker processes, 1 (or less) runs everything in this process;
-        ray: the CPUs of a local Ray instance started here (a cluster brings its own).
+    :param options: ``backend`` (where the runs execute), ``jobs`` (local: worker processes,
+        1 or less runs everything in this process; ray: the CPUs of a local Ray instance
+        started here, a cluster brings its own), ``progress`` and the runs' torch device
+        (``options.device``: on Ray, a CUDA run asks for ``backend.gpu_fraction`` of a GPU).
     :param description: the progress bar's label.
-    :param backend: where the runs execute.
-    :param device: the runs' torch device (``cpu``, ``cuda``, ``auto``): on Ray, a CUDA
-        run asks for ``backend.gpu_fraction`` of a GPU.
     :return: the results, in the order of ``arguments``.
     :raises Exception: the first run's error that is not a lost worker, as the run raised it.
     """
-    with tqdm(total=len(arguments), desc=description, unit=unit, disable=not progress) as bar:
+    jobs, backend = options.jobs, options.backend
+    with tqdm(total=len(arguments), desc=description, unit=unit, disable=not options.progress) as bar:
         if backend.is_ray:
             from lrgym.runners.ray_tasks import run_tasks  # Ray only when asked for
 
-            return run_tasks(function, arguments, backend, jobs=jobs, device=device, on_done=bar.update)
+            return run_tasks(function, arguments, backend, jobs=jobs, device=options.device, on_done=bar.update)
         results: list[Any] = [None] * len(arguments)
         if jobs <= 1 or len(arguments) <= 1:
             single_thread()
@@ -70,13 +68,9 @@ def run_placed(
 def run_jobs(
     function: Callable[..., Result],
     arguments: Sequence[tuple[Any, ...]],
-    jobs: int = 1,
+    options: RunOptions = RUN_DEFAULTS,
     description: str = "",
     unit: str = "run",
-    progress: bool = True,
-    backend: Backend = LOCAL,
-    device: str | None = None,
 ) -> list[Result]:
-    """``[function(*args) for args in arguments]`` where ``backend`` says (see :func:`run_placed`)."""
-    placed = run_placed(function, arguments, jobs, description, unit, progress, backend, device)
-    return [result for result, _node in placed]
+    """``[function(*args) for args in arguments]`` where ``options.backend`` says (see :func:`run_placed`)."""
+    return [result for result, _node in run_placed(function, arguments, options, description, unit)]
