@@ -18,7 +18,7 @@ from lrgym.agents.step_grid import (
 )
 from lrgym.tasks.specs import AgentSpec, load_agent_spec
 
-from .test_agents_schedules import record_optimizer_rates, torch_sequence
+from .test_agents_fixed_schedules import record_optimizer_rates, torch_sequence
 
 SMALL_GRID = AgentSpec(
     name="small-grid",

@@ -1,4 +1,5 @@
-"""The population as an SB3 VecEnv (and in worker processes) and as a gymnasium VectorEnv."""
+"""The population as an SB3 VecEnv, in one process and in worker processes (lrgym/vec_env/population_sb3.py),
+and one check of it as a gymnasium VectorEnv (the rest: tests/test_population_gymnasium.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Agents in populations: member k's episode equals the agent's single episode on seed k."""
+"""Agents in populations (lrgym/agents/population_runs.py):
+member k's episode equals the agent's single episode on seed k."""
 
 from __future__ import annotations
 
