@@ -1,10 +1,10 @@
-# `make test` and `make demo` create .venv and install lrgym into it on first use.
+# `make test`, `make test-fast` and `make demo` create .venv and install lrgym into it on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint clean
+.PHONY: test test-fast demo lint clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -12,9 +12,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,optimizers,ray]'
 	touch $(STAMP)
 
+# The full suite: what CI runs (.ci/run).
 test: $(STAMP)
 	$(BIN)/ruff check lrgym tests benchmarks
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests marked slow (PPO training, sweeps, tunings,
+# subprocess CLI runs, the Ray backend; pyproject.toml lists the markers).
+test-fast: $(STAMP)
+	$(BIN)/ruff check lrgym tests benchmarks
+	$(BIN)/python -m pytest -m "not slow"
 
 # Train a controller on the offline default task (a few minutes on 2 CPU cores), then
 # compare it with two baselines on 10 paired seeds that training never saw.

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny task on the offline dataset, and CPU determinism."""
+"""Shared fixtures: a tiny task on the offline dataset, and CPU determinism; every ray test is slow."""
 
 from __future__ import annotations
 
@@ -18,3 +18,10 @@ TINY = dict(steps=40, interval=10, batch_size=32, val_size=200)
 def tiny_task() -> TaskSpec:
     """MNIST-1D MLP, 4 decisions of 10 steps: a whole episode in well under a second."""
     return load_task_spec("mnist1d-mlp", **TINY)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects: a test marked ray alone is left out of "not slow" too
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("ray") and not item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -19,7 +19,7 @@ from lrgym.agents.step_grid import (
 from lrgym.runners.options import RunOptions
 from lrgym.tasks.specs import AgentSpec, load_agent_spec
 
-from .test_agents_schedules import record_optimizer_rates, torch_sequence
+from .test_agents_fixed_schedules import record_optimizer_rates, torch_sequence
 
 SMALL_GRID = AgentSpec(
     name="small-grid",
@@ -42,6 +42,7 @@ def test_shipped_grid_is_the_papers():
     assert min(load_agent_spec("step-grid").params["tuning_seeds"]) >= 1000  # apart from 0, 1, ...
 
 
+@pytest.mark.slow
 def test_tuning_picks_the_lowest_mean_best_validation_loss(tiny_task):
     choice = tune_step_grid(tiny_task, SMALL_GRID, options=RunOptions(progress=False))
     assert len(choice["grid"]) == 4 and choice["tuning_seeds"] == [1000, 1001]
@@ -56,6 +57,7 @@ def test_tuning_picks_the_lowest_mean_best_validation_loss(tiny_task):
     assert choice["tuned_on"]["name"] == tiny_task.name
 
 
+@pytest.mark.slow
 def test_parallel_tuning_gives_the_same_choice(tiny_task):
     spec = AgentSpec(
         name="two", kind="step-grid",
@@ -106,6 +108,7 @@ def test_unknown_option_and_bad_choice_are_clear_errors(tiny_task, tmp_path):
         make_agent("step-grid", tiny_task, config=str(tmp_path / "missing.json"))
 
 
+@pytest.mark.slow
 def test_tuning_prints_what_it_runs_and_its_estimated_time_first(tiny_task, capsys):
     tune_step_grid(tiny_task, SMALL_GRID, options=RunOptions(progress=False, env_options={"device": "cpu"}))
     out = capsys.readouterr().out

@@ -98,6 +98,7 @@ def test_the_cuda_device_without_a_gpu_is_one_line(capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_the_installed_command_prints_one_line_and_no_traceback():
     result = subprocess.run(
         [sys.executable, "-m", "lrgym.cli", "episode", "mnist1d-mlp", "--set", "steps=40.5"],

@@ -13,6 +13,7 @@ from lrgym.environment.lr_control_env import LRControlEnv, next_lr
 from .tiny_training import train_tiny
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ppo", "ppo-lstm"])
 def test_the_controller_makes_the_env_decisions_in_a_plain_training_loop(tmp_path, tiny_task, name):
     folder = tmp_path / name
@@ -46,6 +47,7 @@ def test_next_lr_follows_the_env_action_rules(tiny_task):
     assert next_lr(tiny_task.replace(action="lr"), 0.01, [5.0]) == tiny_task.lr_max
 
 
+@pytest.mark.slow
 def test_a_diverged_loop_is_reported(tmp_path, tiny_task):
     folder = tmp_path / "ppo"
     train_tiny(folder, tiny_task, timesteps=40)

@@ -162,6 +162,7 @@ def test_residual_and_relative_reward_need_a_base_schedule():
         make(reward="relative_terminal")
 
 
+@pytest.mark.slow
 def test_a_residual_scale_free_controller_acts_on_any_task_of_its_spaces(tmp_path, tiny_task):
     from lrgym.agents import make_agent
 

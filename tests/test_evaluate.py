@@ -28,6 +28,7 @@ def header(path) -> list[str]:
         return next(csv.reader(handle))
 
 
+@pytest.mark.slow
 def test_evaluate_command_writes_every_output_with_the_right_columns(tmp_path, capsys):
     out = tmp_path / "eval"
     code = main([

@@ -51,6 +51,7 @@ def test_every_agent_runs_every_instance_with_paired_seeds(tmp_path, family):
     assert all(f"| {index} |" in summary for index in instances)
 
 
+@pytest.mark.slow
 def test_step_grid_is_tuned_on_each_instance_and_cached(tmp_path, family, monkeypatch):
     tasks = [family.instance(200_000), family.instance(200_001)]
     spec = tiny_grid("step-grid")
@@ -89,6 +90,7 @@ def test_family_tuning_normalises_each_instance_by_its_best(monkeypatch, family)
     assert choice["initial_lr"] == 0.1
 
 
+@pytest.mark.slow
 def test_the_family_choice_is_cached_shared_across_rewards_and_runs_as_an_agent(tmp_path, family):
     spec = tiny_grid(tuning_instances=2)
     choice = step_grid_family.tune_step_grid_family(family, spec, RunOptions(progress=False, cache_dir=tmp_path))
@@ -103,6 +105,7 @@ def test_the_family_choice_is_cached_shared_across_rewards_and_runs_as_an_agent(
         make_agent("step-grid-family", task)
 
 
+@pytest.mark.slow
 def test_cli_evaluates_family_instances(tmp_path, capsys):
     from lrgym.cli import main
 
@@ -118,6 +121,7 @@ def test_cli_evaluates_family_instances(tmp_path, capsys):
     assert "single task" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_tune_writes_per_instance_choices(tmp_path, capsys):
     from lrgym.cli import main
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lrgym.agents.step_grid import cache_path, save_choice
 from lrgym.cli import main
 from lrgym.evaluation.evaluate import read_results
@@ -9,6 +11,8 @@ from lrgym.tasks.specs import load_agent_spec, load_task_spec
 from tests.conftest import TINY
 
 from .tiny_training import train_tiny
+
+pytestmark = pytest.mark.slow  # trains a controller and runs the evaluate and transfer sweeps
 
 CHOICE = {"initial_lr": 0.01, "scheduler": "StepLR", "kwargs": {"step_size": 20, "gamma": 0.9}, "score": 1.9}
 

@@ -34,6 +34,7 @@ def tiny_family():
     return load_family("mnist1d-family", **FAST)
 
 
+@pytest.mark.slow
 def test_training_draws_train_instances_and_selects_on_validation_instances(tmp_path, tiny_family):
     record = RecordInstances()
     agent = tiny_agent(eval_every_episodes=10, eval_episodes=3)
@@ -51,6 +52,7 @@ def test_training_draws_train_instances_and_selects_on_validation_instances(tmp_
     assert len(card["run"]["held_out_history"]) >= 2
 
 
+@pytest.mark.slow
 def test_a_family_controller_acts_on_test_instances_and_on_tasks_with_its_spaces(tmp_path, tiny_family):
     train_tiny(tmp_path / "run", tiny_family, timesteps=40)
     test_instance = tiny_family.instance(tiny_family.indices("test")[0])
@@ -63,6 +65,7 @@ def test_a_family_controller_acts_on_test_instances_and_on_tasks_with_its_spaces
     assert run_episode(make_agent(f"ppo:{tmp_path / 'run'}", discrete), discrete, seed=0).task.action == "scale"
 
 
+@pytest.mark.slow
 def test_resume_continues_a_family_run_and_refuses_other_overrides(tmp_path, tiny_family):
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="interrupted"):
@@ -82,6 +85,7 @@ def test_cli_train_reads_families_and_refuses_unknown_overrides(tmp_path, capsys
     assert code == 2 and "unknown override(s) ['batch']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_path, tiny_family, monkeypatch):
     import lrgym.agents.step_grid_family as step_grid_family
     from lrgym.evaluation.transfer import plan_transfer

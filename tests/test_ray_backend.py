@@ -14,6 +14,8 @@ import socket
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'lrgym[ray]' to run the Ray backend tests")
 
 from lrgym.agents.step_grid import tune_step_grid  # noqa: E402

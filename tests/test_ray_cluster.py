@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
 pytest.importorskip("ray", reason="Ray is not installed: pip install 'lrgym[ray]' to run the Ray cluster check")
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -45,6 +45,7 @@ class RecordStart(BaseCallback):
         return True
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_a_checkpoint_that_acts_in_the_env(tmp_path, tiny_task):
     result = train_tiny(tmp_path / "run", tiny_task, timesteps=80)
     assert result.timesteps == 80 and result.episodes == 20  # 4 decisions per tiny episode
@@ -61,6 +62,7 @@ def test_tiny_run_writes_a_checkpoint_that_acts_in_the_env(tmp_path, tiny_task):
     assert [row.lr for row in first.trajectory] == [row.lr for row in second.trajectory]  # deterministic
 
 
+@pytest.mark.slow
 def test_held_out_evaluation_keeps_the_best_controller_and_logs_tensorboard(tmp_path, tiny_task):
     agent = tiny_agent(eval_every_episodes=5, eval_episodes=2)
     result = train_tiny(tmp_path / "run", tiny_task, timesteps=80, agent=agent)
@@ -103,6 +105,7 @@ def test_held_out_seeds_cover_every_initial_rate(tiny_task):
     assert initial_lrs == sorted(2 * list(tiny_task.initial_lrs))
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_continues_the_step_count_and_statistics(tmp_path, tiny_task):
     out = tmp_path / "run"
     started = time.perf_counter()
@@ -131,6 +134,7 @@ def test_resume_after_an_interruption_continues_the_step_count_and_statistics(tm
     assert result.wall_time_s == pytest.approx(first_session + second_session, abs=0.5)
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_task_and_a_fresh_run_refuses_an_existing_folder(tmp_path, tiny_task):
     out = tmp_path / "run"
     train_tiny(out, tiny_task, timesteps=40)
@@ -142,6 +146,7 @@ def test_resume_refuses_another_task_and_a_fresh_run_refuses_an_existing_folder(
         train_tiny(tmp_path / "empty", tiny_task, resume=True)
 
 
+@pytest.mark.slow
 def test_ppo_lstm_trains_and_acts_with_its_state_carried_and_reset(tmp_path, tiny_task):
     train_tiny(tmp_path / "lstm", tiny_task, name="ppo-lstm", timesteps=40)
     agent = make_agent(f"ppo:{tmp_path / 'lstm'}", tiny_task)
@@ -152,6 +157,7 @@ def test_ppo_lstm_trains_and_acts_with_its_state_carried_and_reset(tmp_path, tin
     ]  # reset at the episode start: the same episode gives the same decisions
 
 
+@pytest.mark.slow
 def test_two_subprocess_envs_train(tmp_path, tiny_task):
     result = train_tiny(tmp_path / "run", tiny_task, timesteps=80, n_envs=2)
     assert result.timesteps == 80 and result.episodes == 20
@@ -163,6 +169,7 @@ def test_training_recipes_are_not_agents(tiny_task):
         make_agent("ppo", tiny_task)
 
 
+@pytest.mark.slow
 def test_cli_train_writes_the_controller(tmp_path, capsys):
     from lrgym.cli import main
 

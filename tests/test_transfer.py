@@ -32,6 +32,7 @@ def header(path) -> list[str]:
         return next(csv.reader(handle))
 
 
+@pytest.mark.slow
 def test_transfer_across_architectures_writes_every_output(tmp_path, checkpoint, capsys):
     config = save_choice({**CHOICE, "tuned_on": {"name": "mnist1d-mlp"}}, tmp_path / "choice.json")
     out = tmp_path / "transfer"
@@ -72,6 +73,7 @@ def test_the_choice_saved_in_the_checkpoint_folder_is_transferred(checkpoint):
     assert any("saved in the checkpoint folder" in note for note in plan.notes)
 
 
+@pytest.mark.slow
 def test_a_controller_brings_its_action_mode_to_the_target(checkpoint, tmp_path):
     out = tmp_path / "out"
     assert main(["transfer", str(checkpoint), "mnist1d-lenet", "--set", "action=discrete", *TINY_FLAGS,

@@ -1,4 +1,5 @@
-"""Fixed schedules: the trainee receives the torch scheduler's own rate at every step."""
+"""Fixed schedules (lrgym/agents/fixed_schedules.py):
+the trainee receives the torch scheduler's own rate at every step."""
 
 from __future__ import annotations
 

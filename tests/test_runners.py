@@ -1,4 +1,5 @@
-"""Where runs execute (lrgym/runners/pool.py): the backend choice, its errors, and the node each run records."""
+"""Where runs execute (lrgym/runners/: backend.py, pool.py): the backend choice, its errors, and the node each run
+records. The Ray side of the package is tests/test_ray_backend.py."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Agents in populations: member k's episode equals the agent's single episode on seed k."""
+"""Agents in populations (lrgym/agents/population_runs.py):
+member k's episode equals the agent's single episode on seed k."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_schedule_agents_in_a_population_run_their_single_episodes(task, name):
         assert_same_episode(episode, run_episode(make_agent(name, task), task, seed, device="cpu"))
 
 
+@pytest.mark.slow
 def test_a_ppo_controller_trained_on_a_population_acts_in_a_population_as_on_single_envs(tmp_path, task):
     train_tiny(tmp_path / "run", task, timesteps=160, population=4)
     name = f"ppo:{tmp_path / 'run'}"

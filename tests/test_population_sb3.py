@@ -1,4 +1,5 @@
-"""The population as an SB3 VecEnv (and in worker processes) and as a gymnasium VectorEnv."""
+"""The population as an SB3 VecEnv, in one process and in worker processes (lrgym/vec_env/population_sb3.py),
+and one check of it as a gymnasium VectorEnv (the rest: tests/test_population_gymnasium.py)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def wild_task():
     return load_task_spec("mnist1d-mlp", optimizer="sgd", action="lr", lr_max=10.0, **TINY)
 
 
+@pytest.mark.slow
 def test_sb3_nan_checks_pass_and_ppo_learns_on_a_population(task):
     venv = VecCheckNan(VecMonitor(PopulationVecEnv(task, 4, device="cpu")), raise_exception=True)
     model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
@@ -110,6 +112,7 @@ def test_gymnasium_vector_api_autoresets_in_the_same_step(task):
     np.testing.assert_allclose(observations[1], first, rtol=1e-5)  # seeds 0-2, then 3, 4, 5
 
 
+@pytest.mark.slow
 def test_meta_training_runs_on_a_population_and_records_it_in_the_card(tmp_path, task):
     import json
 

@@ -1,4 +1,4 @@
-"""LRControlEnv: the contracts of design.md, checked through the public API."""
+"""LRControlEnv (lrgym/environment/lr_control_env.py): the contracts of design.md, checked through the public API."""
 
 from __future__ import annotations
 
