@@ -63,12 +63,8 @@ ENV_OPTION_KEYS = ("device", "data_dir", "download")
 METRIC_SCHEDULERS = ("ReduceLROnPlateau",)
 
 
-class ScheduleAgent:
-    """A fixed schedule: the torch scheduler's rate at every trainee step.
-
-    :param schedule: a schedule spec (module docstring) whose scheduler is not metric-driven.
-    :param initial_lr: a fixed starting rate; ``None``: the env's initial rate.
-    """
+class _SchedulerAgent:
+    """An agent that runs a torch scheduler from a schedule spec, from a fixed or the env's initial rate."""
 
     action_mode = "lr"
     population_capable = True  # lrgym.agents.population_runs: needs only observations and a sampler
@@ -76,6 +72,17 @@ class ScheduleAgent:
     def __init__(self, schedule: Mapping[str, Any], initial_lr: float | None = None) -> None:
         self.schedule = dict(schedule)
         self.initial_lr = None if initial_lr is None else float(initial_lr)
+
+
+class ScheduleAgent(_SchedulerAgent):
+    """A fixed schedule: the torch scheduler's rate at every trainee step.
+
+    :param schedule: a schedule spec (module docstring) whose scheduler is not metric-driven.
+    :param initial_lr: a fixed starting rate; ``None``: the env's initial rate.
+    """
+
+    def __init__(self, schedule: Mapping[str, Any], initial_lr: float | None = None) -> None:
+        super().__init__(schedule, initial_lr)
         self.rates: list[float] = []
 
     def reset(self, start: EpisodeStart) -> None:
@@ -93,20 +100,13 @@ class ScheduleAgent:
         return np.array([self.rate_at(info["step"])])
 
 
-class PlateauAgent:
+class PlateauAgent(_SchedulerAgent):
     """``ReduceLROnPlateau`` stepped at every decision with the validation loss.
 
     :param schedule: a schedule spec whose scheduler is ``ReduceLROnPlateau``; its budget
         fractions (e.g. ``patience``) are fractions of the number of decisions.
     :param initial_lr: a fixed starting rate; ``None``: the env's initial rate.
     """
-
-    action_mode = "lr"
-    population_capable = True  # lrgym.agents.population_runs: needs only observations and a sampler
-
-    def __init__(self, schedule: Mapping[str, Any], initial_lr: float | None = None) -> None:
-        self.schedule = dict(schedule)
-        self.initial_lr = None if initial_lr is None else float(initial_lr)
 
     def reset(self, start: EpisodeStart) -> None:
         initial_lr = self.initial_lr if self.initial_lr is not None else start.initial_lr
