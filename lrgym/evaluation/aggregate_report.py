@@ -76,7 +76,7 @@ def write_aggregate(
     out: str | Path | None = None,
 ) -> dict[str, Path]:
     """Write ``aggregate.md`` and the figures into ``out`` (default: the first folder); return their paths."""
-    from lrgym.evaluation.plots import plot_instance_lrs, plot_intervals, plot_performance_profile
+    from lrgym.evaluation.plots import plot_instance_lrs, plot_intervals, plot_performance_profile  # matplotlib: late
 
     folders = [folders] if isinstance(folders, (str, Path)) else list(folders)
     rows = pooled_rows(folders, "results.csv")

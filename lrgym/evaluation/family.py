@@ -160,7 +160,7 @@ def write_family_evaluation(
 
     :param reference: the agent the others are tested against, paired by (instance, seed).
     """
-    from lrgym.evaluation.plots import plot_lr, plot_val_loss
+    from lrgym.evaluation.plots import plot_lr, plot_val_loss  # matplotlib only when drawing
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

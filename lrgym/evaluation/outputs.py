@@ -119,7 +119,7 @@ def write_evaluation(
     :param reference: the agent the others are tested against (default: the first).
     :return: what was written, by kind.
     """
-    from lrgym.evaluation.plots import plot_lr, plot_val_loss
+    from lrgym.evaluation.plots import plot_lr, plot_val_loss  # matplotlib only when drawing
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
