@@ -41,6 +41,10 @@ class HoldAgent:
         return np.zeros(1, dtype=np.float32)
 
 
+def _shown(value: float | None, width: int) -> str:
+    return f"{'-' if value is None else format(value, '.4f'):>{width}}"
+
+
 def run(args: argparse.Namespace) -> int:
 
     family = load_family(args.task, **parse_overrides(args.overrides))
@@ -53,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{task.name} seed {args.seed} agent {args.agent or 'hold'}: "
           f"initial lr {result.initial_lr:.3g}, first lr {result.first_lr:.3g}, {len(result.trajectory)} decisions")
     print(f"{'decision':>8} {'step':>6} {'lr':>10} {'train_loss':>10} {'val_loss':>9} {'val_acc':>8}")
-    for row in result.trajectory:
-        print(f"{row.decision:>8} {row.step:>6} {row.lr:>10.3e} {row.train_loss:>10.4f} "
-              f"{row.val_loss:>9.4f} {row.val_accuracy:>8.4f}")
+    for row in result.trajectory:  # a diverged decision's losses are None
+        print(f"{row.decision:>8} {row.step:>6} {row.lr:>10.3e} {_shown(row.train_loss, 10)} "
+              f"{_shown(row.val_loss, 9)} {_shown(row.val_accuracy, 8)}")
     info = result.final_info
     status = "DIVERGED" if result.diverged else "ok"
     print(f"{status}: test loss {info['test_loss_at_best_val']:.4f} / accuracy "
