@@ -66,6 +66,7 @@ from lrgym.tasks.specs import (
     load_task_spec,
     task_field_names,
     task_names,
+    unknown_task_error,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -320,7 +321,7 @@ def load_family(name: str, **overrides: Any) -> TaskFamily:
     if name in task_names():
         return TaskFamily.of_task(load_task_spec(name, **overrides))
     if name not in family_names():
-        raise unknown_name_error("task", name, task_names() + family_names())
+        raise unknown_task_error(name)  # a broken spec's own error, else the unknown name
     path = envs_dir() / f"{name}.toml"
     data = _read_toml(path)
     data.pop("kind", FAMILY_KIND)
