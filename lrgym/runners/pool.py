@@ -43,6 +43,10 @@ def run_placed(
     :raises Exception: the first run's error that is not a lost worker, as the run raised it.
     """
     jobs, backend = options.jobs, options.backend
+    if backend.is_ray:  # joined before the progress bar starts: a cluster that cannot be joined is one line
+        from lrgym.runners.ray_tasks import connect
+
+        connect(backend, jobs)
     with tqdm(total=len(arguments), desc=description, unit=unit, disable=not options.progress) as bar:
         if backend.is_ray:
             from lrgym.runners.ray_tasks import run_tasks  # Ray only when asked for
