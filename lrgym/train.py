@@ -56,7 +56,7 @@ from lrgym.checkpoints.checkpoint import (
 )
 from lrgym.environment.lr_control_env import LRControlEnv, initial_lr_for_seed, resolve_device
 from lrgym.resume import TRAINING_SEED_START, StartingPoint, starting_point, wall_clock
-from lrgym.runners.backend import LOCAL, Backend, local_node
+from lrgym.runners.backend import LOCAL, Backend, local_node, pin_threads
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import AgentSpec, TaskSpec
 from lrgym.vec_env.training import make_training_env
@@ -168,7 +168,8 @@ def train(
     :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
         training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
-    :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`).
+    :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`), and on how
+        many torch threads each trainee and this process run (``backend.threads``, recorded in the card).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -184,6 +185,7 @@ def train(
         raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
     device_name = str(resolve_device(device))
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
+    threads = pin_threads(backend.threads)  # here, in the envs' subprocesses and in Ray actors alike
     started = time.perf_counter()
 
     start = starting_point(out, resume, representative, agent, family, n_envs * population)
@@ -203,7 +205,7 @@ def train(
         clock = wall_clock(out, started, start)
         card = RunCard(
             representative, family, agent, model, start.progress, device_name, clock.earlier_s, started,
-            {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed,
+            {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed, "threads": threads,
              "seeds": {"training_from": TRAINING_SEED_START, "held_out": _held_out_record(runs, family)}},
         )
         callbacks, timer = _callbacks(
@@ -297,7 +299,7 @@ class RunCard:
             "wall_time_s": wall_time,
             "wall_time_note": WALL_TIME_NOTE,
             "device": {"trainee": self.device, "policy": str(self.model.device)},
-            **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "seeds")},
+            **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "threads", "seeds")},
             "selection": selection,
             "training_state": {**self.progress.to_dict(), "wall_time_s": wall_time},
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -11,6 +11,7 @@ from lrgym.commands.common import (
     non_negative_int,
     parse_overrides,
 )
+from lrgym.runners.backend import pin_threads
 from lrgym.tasks.family import load_family
 
 HELP = "run one episode of an agent on a task and print its learning-rate trajectory"
@@ -47,6 +48,7 @@ def _shown(value: float | None, width: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
 
+    threads = pin_threads(args.threads)  # the result must not depend on the machine's cores or load
     family = load_family(args.task, **parse_overrides(args.overrides))
     if not family.single and args.instance is None:
         raise ValueError(f"{args.task!r} is a task family: say which instance, e.g. --instance "
@@ -65,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{status}: test loss {info['test_loss_at_best_val']:.4f} / accuracy "
           f"{info['test_accuracy_at_best_val']:.4f} at the best-validation point (step "
           f"{info['best_val_step']}); final test loss {info['final_test_loss']:.4f} / accuracy "
-          f"{info['final_test_accuracy']:.4f}; {result.wall_time:.1f} s")
+          f"{info['final_test_accuracy']:.4f}; {result.wall_time:.1f} s on {threads} torch thread(s)")
     return 0

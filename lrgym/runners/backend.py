@@ -7,12 +7,12 @@ nothing outside this module and the Ray modules it loads (:mod:`lrgym.runners.ra
 :mod:`lrgym.vec_env.ray_actors`) imports Ray.
 
 - ``local`` (the default): workers are *spawned* processes on this machine (a forked
-  process that already touched torch, or CUDA, is not safe), one torch thread each, so
-  J workers fill J cores. Sequential runs (``jobs <= 1``) use one thread too, so a
-  result does not depend on the number of jobs.
+  process that already touched torch, or CUDA, is not safe), ``threads`` torch threads
+  each (1 by default, so J workers fill J cores). Sequential runs (``jobs <= 1``) pin the
+  same count, so a result does not depend on the number of jobs.
 - ``ray``: each run is one Ray task asking for one CPU (and a share of a GPU when it
   runs on CUDA); each training env is one Ray actor. Same function, same arguments,
-  one torch thread: the results equal the local backend's for the same seeds.
+  the same thread count: the results equal the local backend's for the same seeds.
 
 Every run reports the node it ran on (:func:`run_placed`): the host name locally, the
 host name and Ray node id on a cluster (two nodes on one host differ by their id).
@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import ipaddress
 import math
+import os
 import re
 import socket
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ RAY_INSTALL = "pip install 'lrgym[ray]'"
 DEFAULT_GPU_FRACTION = 0.25  # small trainees are launch-bound: several share a GPU
 DEFAULT_CONNECT_TIMEOUT_S = 30.0  # joining a cluster takes 2-10 s; an unreachable one would hang for minutes
 RAY_ADDRESS_FORMS = "HOST:PORT or ray://HOST:PORT (PORT 1-65535), auto, or local"
+THREADS_VARIABLE = "LRGYM_THREADS"  # the torch thread count a command pinned, for the processes it starts
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -48,6 +50,8 @@ class Backend:
         local instance.
     :param gpu_fraction: ``ray`` only: the share of a GPU each run or env asks for when it
         runs on CUDA.
+    :param connect_timeout_s: ``ray`` only: how long to try joining the cluster (``--ray-timeout``).
+    :param threads: torch threads of every run (``--threads``; see :func:`pin_threads`).
     :raises ValueError: an unknown name, an address without ``ray``, or ``ray`` asked for
         while Ray is not installed (the message says how to install it).
     """
@@ -126,19 +130,27 @@ def _valid_host(host: str) -> bool:
                 and not labels[-1].isdigit() and kinds == (ipaddress.IPv4Address,))
 
 
-def pin_threads(threads: int = 1) -> None:
-    """``threads`` torch threads in this process (the initializer of every worker; 1 by default).
+def pin_threads(threads: int | None = None) -> int:
+    """Pin torch to ``threads`` threads in this process, and have the processes it starts do the same.
 
-    Every run pins its count, so that a result does not depend on the machine's cores or
-    load: under load a trainee on 2 threads of a 2-core machine ran 30-70x slower than on
-    one, and its result changed (benchmarks/threads_under_load.py).
+    Every run pins its count (``--threads``, default 1), so that a result does not depend on
+    the machine's cores or load: on a 2-core machine with the other core busy, one episode
+    on torch's default 2 threads ran many times slower than on one, and its result changed
+    (benchmarks/threads_under_load.py). The count is also put in ``LRGYM_THREADS``, which
+    the worker processes this one spawns inherit (SB3's ``SubprocVecEnv``, the population
+    workers): they call ``pin_threads()`` with no argument.
+
+    :param threads: the count; ``None``: ``LRGYM_THREADS`` if set, else 1.
+    :returns: the count pinned.
     """
+    if threads is None:
+        text = os.environ.get(THREADS_VARIABLE, "1")
+        if not text.strip().isdigit() or int(text) < 1:
+            raise ValueError(f"{THREADS_VARIABLE}={text!r}: expected an integer >= 1 (torch threads per run)")
+        threads = int(text)
     torch.set_num_threads(int(threads))
-
-
-def single_thread() -> None:
-    """One torch thread in this process."""
-    pin_threads(1)
+    os.environ[THREADS_VARIABLE] = str(int(threads))
+    return int(threads)
 
 
 def local_node() -> str:

@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from lrgym.tasks.family_checks import check_range, instance_ranges, instance_positions
+from lrgym.tasks.family_checks import check_range, instance_positions, instance_ranges
 from lrgym.tasks.family_checks import decisions as check_decisions
 from lrgym.tasks.names import unknown_name_error
 from lrgym.tasks.specs import (
