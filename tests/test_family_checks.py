@@ -5,10 +5,10 @@ nothing is truncated or coerced."""
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from lrgym.cli import main
 from lrgym.tasks.family import TaskFamily, load_family, parse_instances
