@@ -18,7 +18,15 @@ import importlib
 import gymnasium
 
 from lrgym.tasks.family import TaskFamily, load_family
-from lrgym.tasks.specs import AgentSpec, TaskSpec, family_names, load_agent_spec, load_task_spec, task_names
+from lrgym.tasks.specs import (
+    AgentSpec,
+    TaskSpec,
+    broken_specs,
+    family_names,
+    load_agent_spec,
+    load_task_spec,
+    task_names,
+)
 
 __version__ = "0.1.0"
 __all__ = [
@@ -44,25 +52,36 @@ def env_id(task: str) -> str:
 
 
 def register_envs() -> list[str]:
-    """Register every task and family spec in ``envs/`` (idempotent); return the ids."""
+    """Register every task and family spec in ``envs/`` (idempotent); return the ids.
+
+    A spec that does not load (invalid TOML, an unknown ``kind``, a bad field value) breaks
+    only itself: it is registered too, and ``gymnasium.make`` of its id raises its error
+    (:func:`broken_spec_env`); every other spec registers as usual.
+    """
     ids = []
     for name in task_names():
-        spec_id = env_id(name)
-        if spec_id not in gymnasium.registry:
-            gymnasium.register(
-                id=spec_id,
-                entry_point="lrgym.environment.lr_control_env:LRControlEnv",
-                kwargs=load_task_spec(name).to_dict(),
-            )
-        ids.append(spec_id)
+        try:
+            kwargs, entry_point = load_task_spec(name).to_dict(), "lrgym.environment.lr_control_env:LRControlEnv"
+        except ValueError as error:
+            kwargs, entry_point = {"error": str(error)}, "lrgym:broken_spec_env"
+        ids.append(_register(name, entry_point, kwargs))
     for name in family_names():
-        spec_id = env_id(name)
-        if spec_id not in gymnasium.registry:
-            gymnasium.register(
-                id=spec_id, entry_point="lrgym.environment.family_env:FamilyEnv", kwargs={"family": name}
-            )
-        ids.append(spec_id)
+        ids.append(_register(name, "lrgym.environment.family_env:FamilyEnv", {"family": name}))
+    for name, error in broken_specs().items():
+        ids.append(_register(name, "lrgym:broken_spec_env", {"error": error}))
     return ids
+
+
+def _register(name: str, entry_point: str, kwargs: dict) -> str:
+    spec_id = env_id(name)
+    if spec_id not in gymnasium.registry:
+        gymnasium.register(id=spec_id, entry_point=entry_point, kwargs=kwargs)
+    return spec_id
+
+
+def broken_spec_env(error: str, **overrides) -> gymnasium.Env:
+    """The entry point of a spec that does not load: making its env raises the spec's error."""
+    raise ValueError(error)
 
 
 register_envs()

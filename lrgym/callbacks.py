@@ -1,15 +1,14 @@
 """SB3 callbacks of meta-training: episode logging, held-out evaluation, checkpoints, progress, timing.
 
 Everything :func:`lrgym.train.train` adds to PPO's loop is one of these callbacks
-(SB3's extension point), so the loop itself stays SB3's.
+(SB3's extension point), so the loop itself stays SB3's; the run's wall clock, which also
+ticks between callbacks, is :class:`lrgym.resume.WallClockCallback`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -343,54 +342,3 @@ class PhaseTimerCallback(BaseCallback):
             self.logger.record("time/rollout_fraction", self.rollout_seconds / total)
             self.logger.record("time/update_fraction", self.update_seconds / total)
             self.logger.record("time/evaluation_fraction", self.evaluation_seconds / total)
-
-
-class WallClockCallback(BaseCallback):
-    """Records how long every session of a run has lasted in ``path`` (JSON), at least every ``every_s``.
-
-    A periodic checkpoint knows the wall time up to its save; a run killed later and
-    resumed has spent more. This file, rewritten atomically while the run goes, keeps
-    the time each session really ran (to within ``every_s`` of a kill).
-
-    :param started: ``time.perf_counter()`` at the start of this session.
-    :param earlier_sessions: the sessions before this one (``read_sessions``).
-    """
-
-    def __init__(self, path: Path, started: float, earlier_sessions: list[dict[str, Any]], every_s: float = 5.0):
-        super().__init__()
-        self.path = Path(path)
-        self.started = started
-        self.earlier = list(earlier_sessions)
-        self.every_s = every_s
-        self._began = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self._last_write = -math.inf
-
-    @property
-    def earlier_s(self) -> float:
-        return float(sum(session["seconds"] for session in self.earlier))
-
-    @staticmethod
-    def read_sessions(path: Path) -> list[dict[str, Any]]:
-        """The sessions recorded in ``path`` (none when it is missing or unreadable)."""
-        try:
-            sessions = json.loads(Path(path).read_text())["sessions"]
-            return [s for s in sessions if isinstance(s.get("seconds"), (int, float)) and s["seconds"] >= 0]
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            return []
-
-    def write(self) -> None:
-        now = time.perf_counter()
-        self._last_write = now
-        sessions = [*self.earlier, {"started": self._began, "seconds": round(now - self.started, 1)}]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"sessions": sessions}, indent=1) + "\n")
-        os.replace(temporary, self.path)
-
-    def _on_step(self) -> bool:
-        if time.perf_counter() - self._last_write >= self.every_s:
-            self.write()
-        return True
-
-    def _on_training_end(self) -> None:
-        self.write()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from lrgym.trainee.data import DataNotFoundError
 
@@ -49,14 +50,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A warning is one line too (Python's format adds the source line that raised it).
+    python_format = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"lrgym {args.command}: warning: {message}\n"
     try:
         return int(args.handler(args) or 0)
-    except (ValueError, DataNotFoundError, FileNotFoundError) as error:
+    except (ValueError, DataNotFoundError, FileNotFoundError, ConnectionError) as error:
+        # ConnectionError: a Ray cluster that cannot be joined (lrgym.runners.ray_tasks.connect)
         print(f"lrgym {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lrgym {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = python_format
 
 
 if __name__ == "__main__":

@@ -44,7 +44,6 @@ from lrgym.callbacks import (
     PhaseTimerCallback,
     ProgressBarCallback,
     TrainingProgress,
-    WallClockCallback,
 )
 from lrgym.checkpoints.checkpoint import (
     CARD_FILE,
@@ -55,16 +54,16 @@ from lrgym.checkpoints.checkpoint import (
     space_signature,
 )
 from lrgym.environment.lr_control_env import LRControlEnv, initial_lr_for_seed, resolve_device
-from lrgym.resume import TRAINING_SEED_START, StartingPoint, starting_point, wall_clock
-from lrgym.runners.backend import LOCAL, Backend, local_node
+from lrgym.resume import TRAINING_SEED_START, StartingPoint, WallClockCallback, starting_point, wall_clock
+from lrgym.runners.backend import LOCAL, Backend, local_node, pin_threads
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import AgentSpec, TaskSpec
 from lrgym.vec_env.training import make_training_env
 
 WALL_TIME_NOTE = (
     "wall_time_s: every session of the run from the start of `lrgym train` until it ended or was killed "
-    "(each session is recorded every 5 s, so a kill loses at most 5 s of it), including time after the last "
-    "periodic checkpoint that a resume trains again"
+    "(each session is recorded every 5 s from its start, so a kill loses at most 5 s of it), including time "
+    "after the last periodic checkpoint that a resume trains again"
 )
 HELD_OUT_SEED_START = 5_000
 # Agent spec params that configure this module rather than the SB3 class.
@@ -168,7 +167,8 @@ def train(
     :param resume: continue from the last periodic checkpoint in ``out`` (unpickles SB3's
         training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
-    :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`).
+    :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`), and on how
+        many torch threads each trainee and this process run (``backend.threads``, recorded in the card).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -184,15 +184,17 @@ def train(
         raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
     device_name = str(resolve_device(device))
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
+    threads = pin_threads(backend.threads)  # here, in the envs' subprocesses and in Ray actors alike
     started = time.perf_counter()
 
     start = starting_point(out, resume, representative, agent, family, n_envs * population)
-    venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend)
-    workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
-    if backend.is_ray:
-        print(f"ray: {venv.placement()}", flush=True)
-    logger, clock = None, None
+    clock = wall_clock(out, started, start)  # ticking from here on: a kill at any moment loses at most 5 s
+    logger, venv = None, None
     try:
+        venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend)
+        workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
+        if backend.is_ray:
+            print(f"ray: {venv.placement()}", flush=True)
         model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name)
         logger = configure(str(out / "tensorboard"), ["tensorboard"])
         model.set_logger(logger)
@@ -200,10 +202,9 @@ def train(
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
         eval_every = int(agent_setting(agent, "eval_every_episodes"))
         runs = held_out_runs(task, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
-        clock = wall_clock(out, started, start)
         card = RunCard(
             representative, family, agent, model, start.progress, device_name, clock.earlier_s, started,
-            {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed,
+            {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed, "threads": threads,
              "seeds": {"training_from": TRAINING_SEED_START, "held_out": _held_out_record(runs, family)}},
         )
         callbacks, timer = _callbacks(
@@ -225,11 +226,11 @@ def train(
             "held_out_history": start.progress.history,
         })
     finally:
-        if clock is not None:
-            clock.write()  # also after an interruption
+        clock.stop_ticking()  # the session's final time, also after an interruption
         if logger is not None:
             logger.close()  # flushes TensorBoard, also after an interruption
-        venv.close()
+        if venv is not None:
+            venv.close()
     session = time.perf_counter() - started
     return TrainResult(
         folder=out,
@@ -297,7 +298,7 @@ class RunCard:
             "wall_time_s": wall_time,
             "wall_time_note": WALL_TIME_NOTE,
             "device": {"trainee": self.device, "policy": str(self.model.device)},
-            **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "seeds")},
+            **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "threads", "seeds")},
             "selection": selection,
             "training_state": {**self.progress.to_dict(), "wall_time_s": wall_time},
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -28,10 +28,10 @@ from lrgym.callbacks import (
     PeriodicCheckpointCallback,
     PhaseTimerCallback,
     TrainingProgress,
-    WallClockCallback,
     periodic_checkpoints,
 )
 from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.resume import WallClockCallback
 
 from .tiny_training import tiny_agent, train_tiny
 

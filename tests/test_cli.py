@@ -68,6 +68,27 @@ MISTAKES = [
     (["evaluate", "mnist1d-mlp", "--agents", "ppo:{file}"], "not a controller checkpoint"),
     (["experiment", "mnist1d-mlp", "--timesteps", "0"], "--timesteps: expected an integer >= 1"),
     (["nonsense"], "invalid choice: 'nonsense'"),
+    # values that used to be truncated, capped or crash deep inside (issue 20)
+    (["episode", "mnist1d-family", "--instance", "200000", "--set", "decisions=1.5"],
+     "family 'mnist1d-family': decisions must be an integer >= 1, got 1.5 (float)"),
+    (["evaluate", "mnist1d-family", "--agents", "constant", "--instances", "test:-3"],
+     "--instances 'test:-3': give N (how many instances, >= 1) or FIRST-LAST"),
+    (["episode", "mnist1d-mlp", "--set", "val_size=1000000000"],
+     "val_size 1000000000 is more than the 2000 validation examples of mnist1d (valid: 1..2000)"),
+    (["episode", "mnist1d-mlp", "--set", "batch_size=10000000"],
+     "batch_size 10000000 is more than the 7600 training examples of mnist1d (valid: 1..7600)"),
+    (["episode", "mnist1d-mlp", "--set", "base_schedule={scheduler='StepLR',initial_lr=0.01,kwargs={step_size=0}}"],
+     "base_schedule: StepLR with kwargs {'step_size': 0} does not give learning rates: ZeroDivisionError"),
+    (["episode", "mnist1d-mlp", "--set", "base_schedule={scheduler='StepLR',initial_lr=0.01,kwargs={gamma='nan'}}"],
+     "base_schedule.kwargs.gamma must be a number, got 'nan' (str)"),
+    (["episode", "mnist1d-mlp", "--set", "model_kwargs={hidden=[0]}"], "model_kwargs.hidden must be integers >= 1"),
+    (["evaluate", "mnist1d-mlp", "--agents", "constant", "--backend", "ray", "--ray-address", "256.1.1.1:99999"],
+     "--ray-address '256.1.1.1:99999': port '99999' is not a number from 1 to 65535"),
+    (["evaluate", "mnist1d-mlp", "--agents", "constant", "--ray-timeout", "5"],
+     "--ray-timeout needs the ray backend (--backend ray)"),
+    (["evaluate", "mnist1d-mlp", "--agents", "constant", "--ray-timeout", "0"],
+     "--ray-timeout: expected a number of seconds > 0, got '0'"),
+    (["episode", "mnist1d-mlp", "--threads", "0"], "--threads: expected an integer >= 1, got 0"),
 ]
 
 
@@ -87,6 +108,15 @@ def test_a_user_mistake_is_one_line_and_exit_2(argv, fragment, tmp_path, capsys,
     assert code == 2 and len(lines) == 1, err
     fragment = fragment.replace("{file}", str(paths["file"])).replace("{bad_json}", str(paths["bad_json"]))
     assert fragment in lines[0] and "Traceback" not in err
+
+
+def test_a_divergence_bound_below_the_initial_loss_is_warned_and_the_episode_runs(capsys):
+    from lrgym.environment.episode import DivergenceBoundWarning
+
+    with pytest.warns(DivergenceBoundWarning, match="divergence_loss 0.001 is not above the untrained trainee's "
+                      r"validation loss 2\.\d+: every episode will end as diverged at its first decision"):
+        assert main(["episode", "mnist1d-mlp", *TINY_SET, "--set", "divergence_loss=1e-3"]) == 0
+    assert "DIVERGED" in capsys.readouterr().out
 
 
 def test_the_cuda_device_without_a_gpu_is_one_line(capsys):

@@ -161,3 +161,14 @@ def test_unknown_dataset_kwargs_name_the_valid_ones():
         load_dataset("mnist1d", dataset_kwargs={"noise": 1})
     with pytest.raises(ValueError, match="only mnist1d"):
         load_dataset("fashion-mnist", dataset_kwargs={"noise": 1})
+
+
+@pytest.mark.parametrize(("batch_size", "val_size", "message"), [
+    (10_000_000, 100, r"batch_size 10000000 is more than the 7600 training examples of mnist1d \(valid: 1..7600\)"),
+    (32, 1_000_000_000, r"val_size 1000000000 is more than the 2000 validation examples of mnist1d"),
+])
+def test_a_batch_or_validation_subset_larger_than_its_split_is_refused_not_shrunk(batch_size, val_size, message):
+    dataset = load_dataset("mnist1d")
+    dataset.check_sizes(len(dataset.train), len(dataset.validation))  # the whole split is allowed
+    with pytest.raises(ValueError, match=message):
+        dataset.check_sizes(batch_size, val_size)

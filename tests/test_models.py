@@ -50,3 +50,15 @@ def test_model_kwargs_set_the_size():
 def test_unknown_model_kwargs_name_the_valid_ones():
     with pytest.raises(ValueError, match="valid: hidden"):
         build_model("mlp", (1, 40), 10, width=3)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("mlp", {"hidden": [0]}, r"mlp: model_kwargs.hidden must be integers >= 1, got \[0\]"),
+    ("mlp", {"hidden": [64, -3]}, r"got \[64, -3\]"),
+    ("mlp", {"hidden": [32.5]}, r"got \[32.5\]"),
+    ("lenet", {"channels": [6, 0]}, r"lenet: model_kwargs.channels must be integers >= 1, got \[6, 0\]"),
+    ("lenet", {"hidden": [120, 0]}, r"lenet: model_kwargs.hidden must be integers >= 1"),
+])
+def test_a_layer_of_width_zero_is_refused_naming_the_keyword(name, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(name, (1, 40), 10, **kwargs)

@@ -187,7 +187,7 @@ def test_a_policy_class_without_an_alias_is_refused(env):
     ({"name": "CnnLstmPolicy"}, "policy 'CnnLstmPolicy' is not one of MlpPolicy, CnnPolicy, MultiInputPolicy"),
     ({"kwargs": [32, 32]}, r"policy kwargs must be a table, got \[32, 32\]"),
     ({"kwargs": {"net_arch": NET_ARCH, "no_such_option": 1}}, "do not fit MlpPolicy"),
-    ({"kwargs": {"net_arch": {"pi": [16], "vf": [32]}}}, "the weights do not fit the MlpPolicy the card describes"),
+    ({"kwargs": {"net_arch": {"pi": [16], "vf": [32]}}}, "the weights do not fit the MlpPolicy that card describes"),
 ])
 def test_a_policy_the_files_do_not_describe_is_refused(model, tmp_path, change, message):
     save_policy_weights(model.policy, tmp_path / "policy.safetensors")

@@ -51,6 +51,19 @@ BAD_FIELDS = [
     ("action", "big", "action must be one of scale, discrete, lr, residual, got 'big'"),
     ("reward", 1, "reward must be one of val_loss, log_val_loss, improvement"),
     ("dataset", 3, r"dataset must be a string, got 3 \(int\)"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 0, "gamma": 0.9}},
+     "base_schedule: StepLR with kwargs .* does not give learning rates: ZeroDivisionError"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 10, "gamma": "nan"}},
+     r"base_schedule.kwargs.gamma must be a number, got 'nan' \(str\)"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 10, "gamma": math.nan}},
+     "base_schedule.kwargs.gamma must be finite, got nan"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 2.5, "gamma": 0.9}},
+     r"base_schedule.kwargs.step_size must be an integer, got 2.5 \(float\)"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 1, "gamma": 1e300}},
+     "does not give learning rates: ValueError: a rate became inf"),
+    ("base_schedule", {"scheduler": "os.system", "initial_lr": 0.01}, "must name a class of torch.optim.lr_scheduler"),
+    ("base_schedule", {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step": 3}},
+     "unexpected keyword argument 'step'"),
 ]
 
 

@@ -142,7 +142,7 @@ def test_resume_refuses_another_task_and_a_fresh_run_refuses_an_existing_folder(
         train_tiny(out, tiny_task.replace(steps=80), timesteps=80, resume=True)
     with pytest.raises(ValueError, match="--resume"):
         train_tiny(out, tiny_task, timesteps=40)
-    with pytest.raises(FileNotFoundError, match="no periodic checkpoint"):
+    with pytest.raises(FileNotFoundError, match="no training run to resume"):
         train_tiny(tmp_path / "empty", tiny_task, resume=True)
 
 

@@ -47,7 +47,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lrgym.checkpoints.file_checks import check_card, read_json
 from lrgym.checkpoints.policy_files import ObservationNormalizer, build_policy, policy_facts, save_policy_weights
+from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import FEATURE_SETS
 
@@ -226,8 +228,8 @@ def read_card(folder: str | Path, roles: tuple[str, ...] = ACTING_ROLES) -> dict
     :param roles: the files about to be read: :data:`ACTING_ROLES` (default) or also
         :data:`TRAINING_ROLES` (resume).
     :raises FileNotFoundError: no checkpoint there.
-    :raises ValueError: a file is missing or changed since it was saved, or the card is unreadable
-        or of another format.
+    :raises ValueError: a file is missing or changed since it was saved, or the card is unreadable,
+        of another format or malformed (a field missing, of another kind, a task that is not one).
     """
     folder = Path(folder)
     card_path = folder / CARD_FILE
@@ -235,16 +237,17 @@ def read_card(folder: str | Path, roles: tuple[str, ...] = ACTING_ROLES) -> dict
         raise FileNotFoundError(
             f"{folder}: not a controller checkpoint (no {CARD_FILE}); train one with `lrgym train TASK --out DIR`"
         )
-    try:
-        card = json.loads(card_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{card_path}: unreadable card ({error})") from error
-    if not isinstance(card, dict) or card.get("format") != CARD_FORMAT:
-        found = card.get("format") if isinstance(card, dict) else None
+    card = read_json(card_path, "a controller card (JSON)")
+    if not isinstance(card, dict):
+        raise ValueError(f"{card_path}: a card is a JSON object, got a {type(card).__name__}")
+    if card.get("format") != CARD_FORMAT:
+        found = card.get("format")
         hint = (" (a pickled controller from before lrgym acted without pickle: if you trust it, convert it with "
                 "lrgym.checkpoints.upgrade.upgrade_checkpoint)" if found == 1 else "")
-        raise ValueError(f"{card_path}: card format {found!r}, this lrgym reads {CARD_FORMAT}{hint}")
-    files = card.get("files", {})
+        raise ValueError(f"{card_path}: card format {found!r:.40}, this lrgym reads {CARD_FORMAT}{hint}")
+    check_card(card, card_path, resume=any(role in TRAINING_ROLES for role in roles))
+    _check_card_task(card, card_path)
+    files = card["files"]
     for role in roles:
         entry = files.get(role)
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -262,6 +265,16 @@ def read_card(folder: str | Path, roles: tuple[str, ...] = ACTING_ROLES) -> dict
                 "refusing to load it"
             )
     return card
+
+
+def _check_card_task(card: dict[str, Any], card_path: Path) -> None:
+    """The card's task (and family) must be what this lrgym reads as one: every later use trusts it."""
+    try:
+        TaskSpec(**card["task"])
+        if card.get("family") is not None:
+            TaskFamily.from_dict(card["family"])
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{card_path}: the card's task is not one this lrgym reads: {error}") from None
 
 
 def card_file(folder: str | Path, card: dict[str, Any], role: str) -> Path:
@@ -327,16 +340,15 @@ def load_acting_policy(folder: str | Path, task: TaskSpec | None = None, device:
     card = read_card(folder, ACTING_ROLES)
     if task is not None:
         check_signature(card, task, folder)
-    if not isinstance(card.get("policy"), dict):
-        raise ValueError(f"{folder / CARD_FILE}: the card does not describe the policy")
     normalization_path = card_file(folder, card, "normalization")
-    try:
-        statistics = json.loads(normalization_path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{normalization_path}: unreadable ({error})") from error
+    statistics = read_json(normalization_path, "observation statistics (JSON)")
     normalizer = ObservationNormalizer.from_json(statistics, normalization_path)
-    algorithm = algorithm_class(card["agent"]["kind"])
-    policy = build_policy(card["policy"], algorithm, card_file(folder, card, "policy"), device=device)
+    try:
+        algorithm = algorithm_class(card["agent"]["kind"])
+    except ValueError as error:
+        raise ValueError(f"{folder / CARD_FILE}: {error}") from None
+    policy = build_policy(card["policy"], algorithm, card_file(folder, card, "policy"), device=device,
+                          where=folder / CARD_FILE)
     return ActingPolicy(policy=policy, normalizer=normalizer, card=card, folder=folder)
 
 

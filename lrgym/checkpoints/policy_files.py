@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from lrgym.checkpoints.file_checks import safetensors_shapes
+
 
 @dataclass(frozen=True)
 class ObservationNormalizer:
@@ -133,18 +135,30 @@ def space_to_json(space: spaces.Space) -> dict[str, Any]:
     raise ValueError(f"cannot save a controller for a {type(space).__name__} space (Box or Discrete only)")
 
 
-def space_from_json(data: dict[str, Any]) -> spaces.Space:
-    """The space :func:`space_to_json` wrote."""
+def space_from_json(data: Any, where: str | Path = "card") -> spaces.Space:
+    """The space :func:`space_to_json` wrote; anything else is a ``ValueError`` naming ``where``."""
     kind = data.get("type") if isinstance(data, dict) else None
-    if kind == "Box":
-        if data.get("dtype") not in ("float32", "float64"):
-            raise ValueError(f"card: Box dtype must be float32 or float64, got {data.get('dtype')!r}")
-        shape = tuple(int(size) for size in data["shape"])
-        low, high = (np.array(data[key], dtype=data["dtype"]).reshape(shape) for key in ("low", "high"))
-        return spaces.Box(low=low, high=high, shape=shape, dtype=data["dtype"])
-    if kind == "Discrete":
-        return spaces.Discrete(int(data["n"]), start=int(data.get("start", 0)))
-    raise ValueError(f"card: unknown space {data!r} (Box or Discrete)")
+    try:
+        if kind == "Box":
+            if data.get("dtype") not in ("float32", "float64"):
+                raise ValueError(f"Box dtype must be float32 or float64, got {data.get('dtype')!r:.40}")
+            shape = data["shape"]
+            if not (isinstance(shape, list) and all(_is_size(size) for size in shape)):
+                raise ValueError(f"Box shape must be a list of sizes >= 1, got {shape!r:.80}")
+            # low and high must list one number per element: their length bounds the shape's size
+            low, high = (np.array(data[key], dtype=data["dtype"]).reshape(shape) for key in ("low", "high"))
+            return spaces.Box(low=low, high=high, shape=tuple(shape), dtype=data["dtype"])
+        if kind == "Discrete":
+            if not _is_size(data.get("n")) or not isinstance(data.get("start", 0), int):
+                raise ValueError(f"Discrete needs an integer n >= 1 and an integer start, got {data!r:.80}")
+            return spaces.Discrete(data["n"], start=data.get("start", 0))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{where}: malformed {kind} space: {error}") from None
+    raise ValueError(f"{where}: unknown space {data!r:.80} (Box or Discrete)")
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 # ---------------------------------------------------------------------------- policy
@@ -180,35 +194,86 @@ def save_policy_weights(policy: Any, path: Path) -> None:
     save_model(policy, str(path))
 
 
-def build_policy(facts: dict[str, Any], algorithm: type, weights: Path, device: str = "cpu") -> Any:
+def build_policy(
+    facts: dict[str, Any], algorithm: type, weights: Path, device: str = "cpu", where: str | Path = "card"
+) -> Any:
     """The SB3 policy described by ``facts`` (:func:`policy_facts`) with the weights of ``weights``.
 
+    The architecture is first built on torch's ``meta`` device (no memory) and its tensor
+    shapes compared with the weights file's header: a card whose ``net_arch`` is
+    ``[1e6, 1e6]`` is refused before 4 TB are asked for, and the real network built after
+    is never larger than the weights file.
+
     :param algorithm: the SB3 class that trained it (its ``policy_aliases`` name the policy class).
-    :raises ValueError: an unknown policy name, or weights that do not fit the architecture.
+    :param where: the card, named in the errors about it.
+    :raises ValueError: an unknown policy name, keyword arguments it does not take, a
+        malformed weights file, or weights that do not fit the architecture.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     name = facts.get("name")
     if name not in algorithm.policy_aliases:
-        raise ValueError(f"card: policy {name!r} is not one of {', '.join(algorithm.policy_aliases)}")
+        raise ValueError(f"{where}: policy {name!r:.40} is not one of {', '.join(algorithm.policy_aliases)}")
     kwargs = facts.get("kwargs", {})
     if not isinstance(kwargs, dict):
-        raise ValueError(f"card: policy kwargs must be a table, got {kwargs!r}")
-    try:
-        policy = algorithm.policy_aliases[name](
-            space_from_json(facts["observation_space"]),
-            space_from_json(facts["action_space"]),
-            lambda _: 0.0,  # the learning rate of an optimizer that acting never steps
-            use_sde=bool(facts.get("use_sde", False)),
-            **kwargs,
-        )
-    except TypeError as error:
-        raise ValueError(f"card: policy kwargs {kwargs!r} do not fit {name}: {error}") from error
+        raise ValueError(f"{where}: policy kwargs must be a table, got {kwargs!r:.80}")
+    spaces_of = [space_from_json(facts[key], f"{where}: policy.{key}") for key in ("observation_space", "action_space")]
+    policy_class = algorithm.policy_aliases[name]
+    arguments = (*spaces_of, lambda _: 0.0)  # the learning rate of an optimizer that acting never steps
+    options = {"use_sde": bool(facts.get("use_sde", False)), **kwargs}
+    described = f"the {name} that {where} describes"
+    expected = _architecture_shapes(policy_class, arguments, options, f"{where}: policy kwargs {options!r:.120} "
+                                                                      f"do not fit {name}")
+    _check_weight_shapes(expected, safetensors_shapes(weights), weights, described)
+    policy = policy_class(*arguments, **options)
     try:
         load_model(policy, str(weights), strict=True)
-    except RuntimeError as error:
-        raise ValueError(f"{weights}: the weights do not fit the {name} the card describes: {error}") from error
+    except (RuntimeError, SafetensorError) as error:
+        raise ValueError(f"{weights}: the weights do not fit {described}: {error}") from None
     from stable_baselines3.common.utils import get_device
 
     policy.set_training_mode(False)
     return policy.to(get_device(device))  # "auto": the GPU when there is one, as SB3 decides
+
+
+def _architecture_shapes(
+    policy_class: type, arguments: tuple[Any, ...], options: dict[str, Any], refusal: str
+) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes of the policy ``policy_class(*arguments, **options)``, built on the meta device.
+
+    SB3 moves sub-networks to the policy's ``device`` (the CPU when it has no parameters
+    yet), and a meta tensor cannot be copied there: a subclass that says it is on the meta
+    device keeps every tensor there.
+
+    :param refusal: the start of the error when they do not build a policy.
+    """
+    import warnings
+
+    import torch
+
+    on_meta = type(f"Meta{policy_class.__name__}", (policy_class,),
+                   {"device": property(lambda self: torch.device("meta"))})
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's notes on zero-sized layers: refused below, not warned
+            return {key: tuple(value.shape) for key, value in on_meta(*arguments, **options).state_dict().items()}
+    except (TypeError, ValueError, RuntimeError, AttributeError, OverflowError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{refusal}: {message:.200}") from None
+
+
+def _check_weight_shapes(
+    expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]], weights: Path, described: str
+) -> None:
+    """Refuse weights whose tensors are not the architecture's, by name and shape (first difference named)."""
+    for key in sorted(set(expected) | set(found)):
+        if expected.get(key) != found.get(key):
+            raise ValueError(
+                f"{weights}: the weights do not fit {described}: tensor {key!r} is "
+                f"{_shape_text(found.get(key))} in the file, {_shape_text(expected.get(key))} in the architecture"
+            )
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "absent" if shape is None else "x".join(map(str, shape)) or "a scalar"

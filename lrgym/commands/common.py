@@ -8,7 +8,7 @@ from pathlib import Path
 
 from lrgym.agents import step_grid
 from lrgym.environment.lr_control_env import resolve_device
-from lrgym.runners.backend import Backend
+from lrgym.runners.backend import DEFAULT_CONNECT_TIMEOUT_S, Backend
 from lrgym.runners.options import RunOptions, default_jobs
 
 
@@ -115,20 +115,45 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --backend ray: the cluster (HOST:PORT of its head, or auto) or local for a fresh "
              "local instance (default: the running cluster if any, else a local instance)",
     )
+    parser.add_argument(
+        "--ray-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+        help=f"with --backend ray: how long to try joining the cluster before giving up "
+             f"(default {DEFAULT_CONNECT_TIMEOUT_S:g})",
+    )
 
 
 def add_task_arguments(parser: argparse.ArgumentParser, backend: bool = True) -> None:
-    """The flags of every command that runs a task: ``--set``, the data and device flags and,
-    with ``backend``, where the runs execute (``--backend``, ``--ray-address``)."""
+    """The flags of every command that runs a task: ``--set``, the data and device flags,
+    ``--threads`` and, with ``backend``, where the runs execute (``--backend``, ``--ray-address``,
+    ``--ray-timeout``)."""
     add_override_argument(parser)
     add_data_arguments(parser)
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, metavar="N",
+        help="torch threads per run (default 1: results do not depend on the machine's cores or load, "
+             "and a busy machine does not slow a run many-fold); recorded in the outputs",
+    )
     if backend:
         add_backend_arguments(parser)
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def backend(args: argparse.Namespace) -> Backend:
     """The :class:`lrgym.runners.backend.Backend` the flags ask for (a clear error if Ray is missing)."""
-    return Backend(args.backend, args.ray_address)
+    if args.ray_timeout is not None and args.backend != "ray":
+        raise ValueError("--ray-timeout needs the ray backend (--backend ray)")
+    timeout = DEFAULT_CONNECT_TIMEOUT_S if args.ray_timeout is None else args.ray_timeout
+    return Backend(args.backend, args.ray_address, connect_timeout_s=timeout, threads=args.threads)
 
 
 def env_options(args: argparse.Namespace) -> dict:

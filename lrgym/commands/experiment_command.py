@@ -168,7 +168,8 @@ def _write_report(
     machine = (
         f"{platform.machine()} {platform.system()}, {default_jobs()} CPU cores available, "
         f"device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
-        + f", torch {torch.__version__}" + (", runs on a Ray cluster (--backend ray)" if where.is_ray else "")
+        + f", torch {torch.__version__}, {where.threads} torch thread(s) per run (--threads)"
+        + (", runs on a Ray cluster (--backend ray)" if where.is_ray else "")
     )
     lines = [
         f"# Experiment on {task.name}", "",

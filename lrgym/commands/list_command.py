@@ -6,7 +6,14 @@ import argparse
 
 from lrgym import env_id
 from lrgym.tasks.family import load_family
-from lrgym.tasks.specs import agent_names, family_names, load_agent_spec, load_task_spec, task_names
+from lrgym.tasks.specs import (
+    agent_names,
+    broken_specs,
+    family_names,
+    load_agent_spec,
+    load_task_spec,
+    task_names,
+)
 from lrgym.trainee.data import DataNotFoundError, load_dataset
 
 HELP = "list the tasks and task families (envs/*.toml) and agents (agents/*.toml)"
@@ -27,9 +34,13 @@ def _data_status(dataset: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
 
-    rows = []
+    rows, broken = [], dict(broken_specs())  # a spec that does not load is listed with its error
     for name in task_names():
-        spec = load_task_spec(name)
+        try:
+            spec = load_task_spec(name)
+        except ValueError as error:
+            broken[name] = str(error)
+            continue
         lrs = ",".join(f"{lr:g}" for lr in spec.initial_lrs)
         row = [
             env_id(name), spec.dataset, spec.model, spec.optimizer, str(spec.batch_size),
@@ -42,14 +53,26 @@ def run(args: argparse.Namespace) -> int:
               "initial_lrs", "val_size", "action"] + (["data"] if args.data else [])
     _print_table(header, rows)
     for name in family_names():
-        family = load_family(name)
+        try:
+            family = load_family(name)
+        except ValueError as error:
+            broken[name] = str(error)
+            continue
         print(f"\n{env_id(name)}  (task family: a training instance drawn at every reset)")
         _print_table(["  field", "distribution"], [[f"  {key}", text] for key, text in family.table()])
+    agents = []
+    for name in agent_names():
+        try:
+            spec = load_agent_spec(name)
+            agents.append([name, spec.kind, spec.description])
+        except ValueError as error:
+            broken[f"agent {name}"] = str(error)
     print()
-    _print_table(
-        ["agent", "kind", "description"],
-        [[name, (spec := load_agent_spec(name)).kind, spec.description] for name in agent_names()],
-    )
+    _print_table(["agent", "kind", "description"], agents)
+    if broken:
+        print("\nbroken specs (each breaks only itself; fix the file to use it):")
+        for name, error in sorted(broken.items()):
+            print(f"  {name}: {error}")
     return 0
 
 

@@ -56,17 +56,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-
-    where = backend(args)
+    where = backend(args)  # its threads (--threads) are pinned by train(), here and in every env
     task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
         raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs ppo or ppo-lstm")
-    # One thread per trainee: a small trainee on 2 threads of a shared 2-core machine ran
-    # 20x slower than on one (measured); parallelism comes from --n-envs.
-    torch.set_num_threads(1)
     out = str(out_dir(args.out or project_root() / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
         result = train(

@@ -15,6 +15,7 @@ in :class:`lrgym.environment.lr_control_env.LRControlEnv`'s docstring.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,10 @@ from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation
 from lrgym.trainee.schedule_rates import scheduler_rates
 from lrgym.trainee.single import LRSampler
+
+
+class DivergenceBoundWarning(UserWarning):
+    """A task's ``divergence_loss`` is below the loss its trainee starts from."""
 
 
 def clip_lr(task: TaskSpec, lr: float) -> float:
@@ -150,6 +155,13 @@ class EpisodeTracker:
         """The first observation and info, from the measurement of the untrained trainee."""
         if not measurement.finite:
             raise FloatingPointError("the untrained trainee measured a non-finite validation loss")
+        if measurement.val_loss >= self.task.divergence_loss:
+            warnings.warn(
+                f"task {self.task.name!r}: divergence_loss {self.task.divergence_loss:g} is not above the untrained "
+                f"trainee's validation loss {measurement.val_loss:.4g}: every episode will end as diverged at its "
+                "first decision (raise divergence_loss; the default is 20)",
+                DivergenceBoundWarning, stacklevel=2,
+            )
         self._previous_val_loss = measurement.val_loss
         self.best_val_loss = measurement.val_loss
         if self.task.features == "scale-free":

@@ -185,6 +185,7 @@ class LRControlEnv(gym.Env):
             self.task.dataset, data_dir=data_dir, download=download, device=self.device,
             dataset_kwargs=self.task.dataset_kwargs,
         )
+        self.dataset.check_sizes(self.task.batch_size, self.task.val_size)
         self.observation_space = observation_space(self.task)
         self.action_space = action_space(self.task)
         self.trainee: Trainee | None = None

@@ -74,6 +74,7 @@ class PopulationEnv:
         check_stackable(self.task.optimizer, self.task.optimizer_kwargs)
         self.device = resolve_device(device)
         self.dataset = load_dataset(self.task.dataset, data_dir=data_dir, download=download, device=self.device)
+        self.dataset.check_sizes(self.task.batch_size, self.task.val_size)
         self.observation_space = observation_space(self.task)
         self.action_space = action_space(self.task)
         task = self.task

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lrgym.agents import make_agent, run_episode
 from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
 from lrgym.agents.step_grid import given_choice, step_grid_choice
@@ -30,6 +32,7 @@ from lrgym.evaluation.outputs import (
     TRAJECTORY_COLUMNS,
     Evaluation,
     read_results,
+    threads_note,
     write_evaluation,
 )
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
@@ -154,6 +157,7 @@ def episode_rows(
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
         "initial_val_loss": episode.initial_val_loss,  # a diverged run's floor (lrgym.evaluation.aggregate)
+        "threads": torch.get_num_threads(),  # what the run ran on (--threads), read where it ran
     }
     trajectory = [
         {
@@ -262,6 +266,7 @@ def evaluate(
             (result, trajectory), node = by_run[entry.label, seed]
             results.append({**result, "node": node})
             trajectories.extend(trajectory)
+    notes.append(threads_note(results))
     return Evaluation(task, [entry.label for entry in entries], list(seeds), results, trajectories, notes)
 
 

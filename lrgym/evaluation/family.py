@@ -33,7 +33,7 @@ from lrgym.evaluation.evaluate import (
     describe_choice,
     run_one,
 )
-from lrgym.evaluation.outputs import RESULT_COLUMNS, TRAJECTORY_COLUMNS, write_csv
+from lrgym.evaluation.outputs import RESULT_COLUMNS, TRAJECTORY_COLUMNS, threads_note, write_csv
 from lrgym.evaluation.statistics import summarize, summary_markdown
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.runners.pool import run_placed
@@ -137,6 +137,7 @@ def evaluate_instances(
         index = int(instances[position])
         results.append({"instance": index, **result, **_csv_fields(tasks[position]), "node": node})
         trajectories.extend({"instance": index, **row} for row in trajectory)
+    notes.append(threads_note(results))
     return FamilyEvaluation(family, [int(i) for i in instances], labels, list(seeds), results, trajectories, notes)
 
 

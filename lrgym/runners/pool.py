@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from lrgym.runners.backend import local_node, single_thread
+from lrgym.runners.backend import local_node, pin_threads
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 
 Result = TypeVar("Result")
@@ -43,6 +43,10 @@ def run_placed(
     :raises Exception: the first run's error that is not a lost worker, as the run raised it.
     """
     jobs, backend = options.jobs, options.backend
+    if backend.is_ray:  # joined before the progress bar starts: a cluster that cannot be joined is one line
+        from lrgym.runners.ray_tasks import connect
+
+        connect(backend, jobs)
     with tqdm(total=len(arguments), desc=description, unit=unit, disable=not options.progress) as bar:
         if backend.is_ray:
             from lrgym.runners.ray_tasks import run_tasks  # Ray only when asked for
@@ -50,14 +54,16 @@ def run_placed(
             return run_tasks(function, arguments, backend, jobs=jobs, device=options.device, on_done=bar.update)
         results: list[Any] = [None] * len(arguments)
         if jobs <= 1 or len(arguments) <= 1:
-            single_thread()
+            pin_threads(backend.threads)
             for index, args in enumerate(arguments):
                 results[index] = _placed(function, args)
                 bar.update()
             return results
         context = multiprocessing.get_context("spawn")
         workers = min(jobs, len(arguments))
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=single_thread) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=pin_threads, initargs=(backend.threads,)
+        ) as pool:
             futures = {pool.submit(_placed, function, args): index for index, args in enumerate(arguments)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()

@@ -54,6 +54,8 @@ from typing import Any
 
 import numpy as np
 
+from lrgym.tasks.family_checks import check_range, instance_positions, instance_ranges
+from lrgym.tasks.family_checks import decisions as check_decisions
 from lrgym.tasks.names import unknown_name_error
 from lrgym.tasks.specs import (
     FAMILY_KIND,
@@ -64,6 +66,7 @@ from lrgym.tasks.specs import (
     load_task_spec,
     task_field_names,
     task_names,
+    unknown_task_error,
 )
 
 SPLITS = ("train", "validation", "test")
@@ -99,11 +102,7 @@ def check_distribution(value: Any, where: str) -> None:
             raise ValueError(
                 f"{where}: a range needs low and high (optional log, integer), got keys {sorted(value)}"
             )
-        low, high = value["low"], value["high"]
-        if not (isinstance(low, (int, float)) and isinstance(high, (int, float)) and low <= high):
-            raise ValueError(f"{where}: a range needs numbers low <= high, got {low!r} and {high!r}")
-        if value.get("log") and low <= 0:
-            raise ValueError(f"{where}: a log range needs low > 0, got {low}")
+        check_range(value, where)
         return
     if is_list_distribution(value):
         check_distribution(value["length"], f"{where}.length")
@@ -205,19 +204,9 @@ class TaskFamily:
         self._check_instances()
 
     def _check_instances(self) -> None:
-        if set(self.instances) != set(SPLITS):
-            raise ValueError(
-                f"family {self.name!r}: [instances] needs exactly {', '.join(SPLITS)}, got {sorted(self.instances)}"
-            )
-        ranges = {}
-        for split in SPLITS:
-            bounds = self.instances[split]
-            if len(bounds) != 2 or not 0 <= int(bounds[0]) < int(bounds[1]):
-                raise ValueError(
-                    f"family {self.name!r}: instances.{split} must be [start, stop) with "
-                    f"0 <= start < stop, got {bounds}"
-                )
-            ranges[split] = (int(bounds[0]), int(bounds[1]))
+        if not isinstance(self.instances, Mapping):
+            raise ValueError(f"family {self.name!r}: [instances] must be a table of {', '.join(SPLITS)} ranges")
+        ranges = instance_ranges(self.name, self.instances, SPLITS)
         object.__setattr__(self, "instances", ranges)
         if self.single:
             return
@@ -297,9 +286,9 @@ class TaskFamily:
             values["initial_lrs"] = [initial_lr]
         decisions = values.pop("decisions", None)
         if decisions is not None and "interval" not in self.overrides:
-            if int(decisions) < 1:
-                raise ValueError(f"family {self.name!r}: decisions must be a positive integer, got {decisions}")
-            values["interval"] = -(-int(values.get("steps", TaskSpec.steps)) // int(decisions))
+            steps = values.get("steps", TaskSpec.steps)
+            if isinstance(steps, int):  # any other steps is refused by TaskSpec, naming the field
+                values["interval"] = -(-steps // check_decisions(self.name, decisions))
         values.setdefault("description", f"instance {index} of {self.name}")
         try:
             return TaskSpec(name=instance_name(self.name, index), **values)
@@ -332,7 +321,7 @@ def load_family(name: str, **overrides: Any) -> TaskFamily:
     if name in task_names():
         return TaskFamily.of_task(load_task_spec(name, **overrides))
     if name not in family_names():
-        raise unknown_name_error("task", name, task_names() + family_names())
+        raise unknown_task_error(name)  # a broken spec's own error, else the unknown name
     path = envs_dir() / f"{name}.toml"
     data = _read_toml(path)
     data.pop("kind", FAMILY_KIND)
@@ -341,9 +330,10 @@ def load_family(name: str, **overrides: Any) -> TaskFamily:
     if not isinstance(instances, Mapping):
         raise ValueError(f"{path}: a family needs an [instances] table with {', '.join(SPLITS)} ranges")
     family = TaskFamily(name=name, distributions=data, instances=dict(instances), description=description)
-    for split in SPLITS:  # a bad spec fails on loading, not in the middle of a run
+    family = family.with_overrides(**overrides) if overrides else family
+    for split in SPLITS:  # a bad spec or override fails on loading, not in the middle of a run
         family.instance(family.indices(split)[0])
-    return family.with_overrides(**overrides) if overrides else family
+    return family
 
 
 def parse_instances(text: str, family: TaskFamily) -> list[int]:
@@ -355,16 +345,5 @@ def parse_instances(text: str, family: TaskFamily) -> list[int]:
             f"--instances needs SPLIT:N or SPLIT:FIRST-LAST with SPLIT one of {', '.join(SPLITS)}, got {text!r}"
         )
     indices = family.indices(split)
-    try:
-        if "-" in amount:
-            first, last = (int(part) for part in amount.split("-", 1))
-        else:
-            first, last = 0, int(amount) - 1
-    except ValueError as error:
-        raise ValueError(f"--instances {text!r}: N, FIRST and LAST must be integers") from error
-    if not 0 <= first <= last < len(indices):
-        raise ValueError(
-            f"--instances {text!r}: the {split} split of {family.name!r} has {len(indices)} instance(s) "
-            f"(positions 0..{len(indices) - 1})"
-        )
+    first, last = instance_positions(text, amount, len(indices), f"the {split} split of {family.name!r}")
     return [indices[position] for position in range(first, last + 1)]

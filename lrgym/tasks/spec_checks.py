@@ -108,11 +108,61 @@ def base_schedule(name: str, value: Any) -> dict[str, Any] | None:
             f"{name} must be a table with scheduler, initial_lr and kwargs (a step-grid choice), got {_shown(value)}"
         )
     # Only what runs the schedule: a full step-grid choice also carries its grid rows.
-    return {
+    checked = {
         "scheduler": text(f"{name}.scheduler", value["scheduler"]),
         "initial_lr": positive_number(f"{name}.initial_lr", value["initial_lr"]),
         "kwargs": table(f"{name}.kwargs", value.get("kwargs", {})),
     }
+    scheduler_arguments(name, checked["scheduler"], checked["kwargs"])
+    return checked
+
+
+SCHEDULE_TRIAL_STEPS = 8  # enough for a zero step size or a bad factor to show, cheap on every spec
+
+
+def scheduler_arguments(name: str, scheduler: str, kwargs: dict[str, Any]) -> None:
+    """Refuse a ``torch.optim.lr_scheduler`` class name, or keyword arguments, that do not give rates.
+
+    A keyword typed ``int`` or ``float`` in the scheduler's signature must be a number of
+    that kind (``gamma = "nan"`` and ``gamma = nan`` are refused, not run); then the scheduler
+    is built on a dummy optimizer and stepped :data:`SCHEDULE_TRIAL_STEPS` times, so that a
+    ``step_size`` of 0 is a ``ValueError`` naming ``name`` here rather than a
+    ``ZeroDivisionError`` in the middle of a run.
+    """
+    import inspect
+
+    import torch
+    from torch.optim import lr_scheduler
+
+    cls = getattr(lr_scheduler, scheduler, None)
+    if not (isinstance(cls, type) and issubclass(cls, lr_scheduler.LRScheduler)) or scheduler.startswith("_"):
+        raise ValueError(f"{name}.scheduler must name a class of torch.optim.lr_scheduler (e.g. StepLR), "
+                         f"got {scheduler!r}")
+    parameters = inspect.signature(cls).parameters
+    for key, value in kwargs.items():
+        annotation = str(parameters[key].annotation) if key in parameters else ""
+        if annotation in ("int", "<class 'int'>"):
+            _integer(f"{name}.kwargs.{key}", value)
+        elif annotation in ("float", "<class 'float'>"):
+            finite_number(f"{name}.kwargs.{key}", value)
+    parameter = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.SGD([parameter], lr=1.0, momentum=0.9)  # momentum: for schedulers that cycle it
+    try:
+        schedule = cls(optimizer, **kwargs)
+        for _ in range(SCHEDULE_TRIAL_STEPS):
+            optimizer.step()  # no gradient: changes nothing, keeps torch's step-order check quiet
+            schedule.step()
+            if not math.isfinite(optimizer.param_groups[0]["lr"]):
+                raise ValueError(f"a rate became {optimizer.param_groups[0]['lr']}")
+    except (ArithmeticError, TypeError, ValueError, KeyError) as error:
+        raise ValueError(f"{name}: {scheduler} with kwargs {kwargs} does not give learning rates: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an integer, got {_shown(value)}")
+    return int(value)
 
 
 def task_fields(

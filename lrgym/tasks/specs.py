@@ -143,25 +143,67 @@ class AgentSpec:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as handle:
-        return tomllib.load(handle)
+    """The TOML file ``path``; a syntax error or a file that is not text names the file."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"{path}: not valid TOML ({error})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
 
 
 FAMILY_KIND = "family"  # ``kind = "family"`` at the top of an envs/ file: a task family (lrgym.tasks.family)
 
 
-def _is_family(path: Path) -> bool:
-    return _read_toml(path).get("kind") == FAMILY_KIND
+def spec_kind(path: Path) -> str:
+    """``"task"`` or ``"family"``: what the envs/ file ``path`` holds (a ``ValueError`` naming it
+    when it is not valid TOML or its ``kind`` is neither)."""
+    kind = _read_toml(path).get("kind")
+    if kind is None:
+        return "task"
+    if kind != FAMILY_KIND:
+        raise ValueError(
+            f"{path}: kind must be {FAMILY_KIND!r} (a task family) or absent (a single task), got {kind!r:.40}"
+        )
+    return FAMILY_KIND
+
+
+def _kinds() -> dict[str, str]:
+    """Every envs/ spec name -> its kind, or the error that says why it is neither (a broken spec)."""
+    kinds = {}
+    for path in sorted(envs_dir().glob("*.toml")):
+        try:
+            kinds[path.stem] = spec_kind(path)
+        except ValueError as error:
+            kinds[path.stem] = f"error: {error}"
+    return kinds
 
 
 def task_names() -> list[str]:
-    """The single tasks in ``envs/`` (files without ``kind = "family"``)."""
-    return sorted(path.stem for path in envs_dir().glob("*.toml") if not _is_family(path))
+    """The single tasks in ``envs/`` (files without ``kind = "family"``; broken files are in neither list)."""
+    return [name for name, kind in _kinds().items() if kind == "task"]
 
 
 def family_names() -> list[str]:
     """The task families in ``envs/`` (files with ``kind = "family"``)."""
-    return sorted(path.stem for path in envs_dir().glob("*.toml") if _is_family(path))
+    return [name for name, kind in _kinds().items() if kind == FAMILY_KIND]
+
+
+def broken_specs() -> dict[str, str]:
+    """The envs/ files that are neither a task nor a family -> why (invalid TOML, an unknown ``kind``).
+
+    A broken spec breaks only itself: the others still list, register and run, and asking
+    for it by name raises its error (:func:`unknown_task_error`).
+    """
+    return {name: kind.removeprefix("error: ") for name, kind in _kinds().items() if kind.startswith("error: ")}
+
+
+def unknown_task_error(name: str) -> ValueError:
+    """Why task ``name`` cannot be loaded: its file's own error when it is broken, else the
+    unknown-name message listing the tasks and families."""
+    problem = broken_specs().get(name)
+    return ValueError(problem) if problem else unknown_name_error("task", name, task_names() + family_names())
 
 
 def agent_names() -> list[str]:
@@ -173,14 +215,16 @@ def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
     path = envs_dir() / f"{name}.toml"
     if not path.is_file():
         raise unknown_name_error("task", name, task_names() + family_names())
-    data = _read_toml(path)
-    if data.get("kind") == FAMILY_KIND:
+    if spec_kind(path) == FAMILY_KIND:
         raise ValueError(f"{name!r} is a task family, not a single task; load it with lrgym.tasks.family.load_family")
+    data = _read_toml(path)
     data.setdefault("name", name)
     try:
         spec = TaskSpec(**data)
     except TypeError as error:
         raise ValueError(f"{path}: {error}; valid fields: {', '.join(task_field_names())}") from error
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     return spec.replace(**overrides) if overrides else spec
 
 

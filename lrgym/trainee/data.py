@@ -78,6 +78,16 @@ class Dataset:
     input_shape: tuple[int, ...]
     num_classes: int
 
+    def check_sizes(self, batch_size: int, val_size: int) -> None:
+        """Refuse a batch larger than the training split, or a validation subset larger than the
+        validation split: drawn from them, they would silently shrink (full-batch training, a
+        smaller subset) and the task would not be the one its spec says."""
+        for field, value, split, what in (("batch_size", batch_size, self.train, "training"),
+                                          ("val_size", val_size, self.validation, "validation")):
+            if value > len(split):
+                raise ValueError(f"{field} {value} is more than the {len(split)} {what} examples of "
+                                 f"{self.name} (valid: 1..{len(split)})")
+
     def to(self, device: torch.device | str) -> Dataset:
         return Dataset(
             self.name,

@@ -24,6 +24,7 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] 
 
     :param hidden: the width of each hidden layer (its length is the depth; empty: linear).
     """
+    _check_widths("mlp", "hidden", hidden)
     features = 1
     for size in input_shape:
         features *= size
@@ -33,6 +34,12 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] 
         features = width
     layers.append(nn.Linear(features, num_classes))
     return nn.Sequential(*layers)
+
+
+def _check_widths(model: str, name: str, widths: tuple[int, ...]) -> None:
+    """A layer of width 0 trains nothing and measures NaN: refuse it where the spec says so."""
+    if any(isinstance(width, bool) or not isinstance(width, int) or width < 1 for width in widths):
+        raise ValueError(f"{model}: model_kwargs.{name} must be integers >= 1, got {list(widths)}")
 
 
 def lenet(
@@ -51,6 +58,8 @@ def lenet(
     """
     if len(channels) != 2 or len(hidden) != 2:
         raise ValueError(f"lenet needs two channels and two hidden widths, got {channels} and {hidden}")
+    _check_widths("lenet", "channels", channels)
+    _check_widths("lenet", "hidden", hidden)
     in_channels, *spatial = input_shape
     if len(spatial) == 1:
         conv, pool, padding = nn.Conv1d, nn.MaxPool1d, 2

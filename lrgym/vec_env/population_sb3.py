@@ -27,6 +27,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 
 from lrgym.environment.lr_control_env import action_space, observation_space
 from lrgym.environment.population_env import PopulationEnv
+from lrgym.runners.backend import pin_threads
 from lrgym.tasks.specs import TaskSpec
 
 
@@ -122,9 +123,7 @@ class PopulationVecEnv(VecEnv):
 
 # ---------------------------------------------------------------------------- processes
 def _worker(connection, task: dict[str, Any], size: int, first_seed: int, seed_stride: int, env_options) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # one core per population: parallelism is across processes
+    pin_threads()  # the count the command pinned (1 by default): parallelism is across processes
     venv = PopulationVecEnv(TaskSpec(**task), size, first_seed, seed_stride, accept_seed=False, **env_options)
     try:
         while True:

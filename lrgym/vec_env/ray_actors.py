@@ -29,7 +29,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices,
 from stable_baselines3.common.vec_env.patch_gym import _patch_env
 from stable_baselines3.common.vec_env.subproc_vec_env import _stack_obs
 
-from lrgym.runners.backend import single_thread
+from lrgym.runners.backend import pin_threads
 from lrgym.runners.ray_tasks import get_unwrapped, node_name
 
 
@@ -37,8 +37,8 @@ from lrgym.runners.ray_tasks import get_unwrapped, node_name
 class EnvActor:
     """One env in its own Ray worker process: ``SubprocVecEnv``'s worker loop as actor methods."""
 
-    def __init__(self, env_factory: Callable[[], gym.Env]) -> None:
-        single_thread()  # the parallelism is across actors, as across subprocesses
+    def __init__(self, env_factory: Callable[[], gym.Env], threads: int = 1) -> None:
+        pin_threads(threads)  # the parallelism is across actors, as across subprocesses
         self.env = _patch_env(env_factory())
 
     def node(self) -> str:
@@ -92,11 +92,14 @@ class RayVecEnv(VecEnv):
     :param env_fns: picklable callables that build one env each (as for ``SubprocVecEnv``).
     :param num_cpus: CPUs each actor asks for.
     :param num_gpus: the share of a GPU each actor asks for (0 for CPU trainees).
+    :param threads: torch threads in each actor (``--threads``).
     :raises ValueError: the cluster has fewer CPUs or GPUs than the actors ask for (they
         would wait forever).
     """
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], num_cpus: float = 1, num_gpus: float = 0) -> None:
+    def __init__(
+        self, env_fns: Sequence[Callable[[], gym.Env]], num_cpus: float = 1, num_gpus: float = 0, threads: int = 1
+    ) -> None:
         resources = ray.cluster_resources()
         for name, each in (("CPU", num_cpus), ("GPU", num_gpus)):
             needed = each * len(env_fns)
@@ -106,7 +109,7 @@ class RayVecEnv(VecEnv):
                     f"{resources.get(name, 0):g}: lower --n-envs or add nodes"
                 )
         actor = EnvActor.options(num_cpus=num_cpus, num_gpus=num_gpus, scheduling_strategy="SPREAD")
-        self.actors = [actor.remote(env_fn) for env_fn in env_fns]
+        self.actors = [actor.remote(env_fn, threads) for env_fn in env_fns]
         self.nodes: list[str] = get_unwrapped([a.node.remote() for a in self.actors])
         self.waiting = False
         self.closed = False

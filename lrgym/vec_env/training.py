@@ -13,13 +13,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
-import torch
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 from lrgym.environment.family_env import FamilyEnv
 from lrgym.environment.lr_control_env import LRControlEnv
-from lrgym.runners.backend import LOCAL, Backend
+from lrgym.runners.backend import LOCAL, Backend, pin_threads
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import TaskSpec
 from lrgym.vec_env.population_sb3 import PopulationVecEnv, SubprocPopulationVecEnv
@@ -38,7 +37,7 @@ def make_vec_env(factories: Sequence[Callable[[], Any]], backend: Backend = LOCA
         from lrgym.vec_env.ray_actors import RayVecEnv
 
         connect(backend, jobs=len(factories))
-        return RayVecEnv(factories, num_gpus=gpu_request(backend, device))
+        return RayVecEnv(factories, num_gpus=gpu_request(backend, device), threads=backend.threads)
     return SubprocVecEnv(factories) if len(factories) > 1 else DummyVecEnv(factories)
 
 
@@ -62,9 +61,10 @@ def _training_env(
     task: dict[str, Any], env_options: dict[str, Any], first_seed: int, stride: int, in_subprocess: bool
 ) -> gym.Env:
     if in_subprocess:
-        # One thread per trainee: the parallelism is across envs, and several threads per
-        # small trainee on shared cores are many times slower, not faster (measured).
-        torch.set_num_threads(1)
+        # The count the command pinned (lrgym.runners.backend.pin_threads; 1 by default): the
+        # parallelism is across envs, and several threads per small trainee on shared cores
+        # are many times slower, not faster (measured).
+        pin_threads()
     if "instances" in task:  # a family's to_dict(): a new train instance every episode
         env: gym.Env = FamilyEnv(task, "train", **env_options)
     else:
