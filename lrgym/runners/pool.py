@@ -15,8 +15,15 @@ from tqdm.auto import tqdm
 
 from lrgym.runners.backend import local_node, single_thread
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
+from lrgym.trainee.registry import registrations, restore_registrations
 
 Result = TypeVar("Result")
+
+
+def _start_worker(registered: dict[str, dict[str, Callable[..., Any]]]) -> None:
+    """A worker process: one torch thread, and the datasets and models its parent registered."""
+    single_thread()
+    restore_registrations(registered)
 
 
 def _placed(function: Callable[..., Result], args: tuple[Any, ...]) -> tuple[Result, str]:
@@ -57,7 +64,9 @@ def run_placed(
             return results
         context = multiprocessing.get_context("spawn")
         workers = min(jobs, len(arguments))
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=single_thread) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_start_worker, initargs=(registrations(),)
+        ) as pool:
             futures = {pool.submit(_placed, function, args): index for index, args in enumerate(arguments)}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
