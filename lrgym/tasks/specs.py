@@ -189,11 +189,15 @@ def read_spec_file(path: str | Path, expected: tuple[str, ...]) -> tuple[str, di
         raise ValueError(f"{path}: not a TOML file ({error})") from error
     kind = spec_kind(data)
     if kind not in expected:
-        raise ValueError(f"{path} is a {kind} spec; expected a {' or '.join(expected)} spec")
+        raise ValueError(f"{path} is {_a(kind)} spec; expected {_a(' or '.join(expected))} spec")
     name = data.get("name", path.stem) if kind == "task" else path.stem  # families and agents: the file's name
     if kind != "agent":
         data = anchor_references(data, path.resolve().parent, keyed=kind == "family")
     return str(name), data
+
+
+def _a(words: str) -> str:
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
 def _is_family(path: Path) -> bool:

@@ -46,7 +46,8 @@ class Registry:
     def __init__(self, kind: str, group: str, entries: dict[str, Callable[..., Any]]) -> None:
         self.kind, self.group, self.entries = kind, group, entries
         self.builtin = frozenset(entries)
-        self._loaded: dict[str, Callable[..., Any]] = {}  # entry points and references imported so far
+        self._entry_points: dict[str, Callable[..., Any]] = {}  # loaded so far (a reference is imported
+        # each time it is asked for: Python keeps the module, and an edited file is not shadowed by a stale copy)
 
     def register(self, name: str, function: Callable[..., Any], replace: bool = False) -> None:
         """Add ``function`` under ``name``; an existing name needs ``replace=True``."""
@@ -59,7 +60,6 @@ class Registry:
             origin = "lrgym's own" if name in self.builtin else "already registered"
             raise ValueError(f"{self.kind} {name!r} is {origin}: choose another name, or pass replace=True")
         self.entries[name] = function
-        self._loaded.pop(name, None)
 
     def is_builtin(self, name: str) -> bool:
         """Whether ``name`` is one of lrgym's own entries (not replaced)."""
@@ -73,14 +73,11 @@ class Registry:
         """The callable ``name`` stands for (see the module docstring for the order)."""
         if name in self.entries:
             return self.entries[name]
-        if name in self._loaded:
-            return self._loaded[name]
         if is_reference(name):
-            function = import_reference(name, self.kind)
-        else:
-            function = self._entry_point(name)
-        self._loaded[name] = function
-        return function
+            return import_reference(name, self.kind)
+        if name not in self._entry_points:
+            self._entry_points[name] = self._entry_point(name)
+        return self._entry_points[name]
 
     def call(self, name: str, *args: Any, passing: tuple[type[Exception], ...] = (), **kwargs: Any) -> Any:
         """``resolve(name)(*args, **kwargs)``; a plug-in's own failure (other than ``passing``)
@@ -172,7 +169,7 @@ def _import_file(path: Path, where: str) -> Any:
 
 def _checked_callable(function: Any, kind: str, name: str) -> Callable[..., Any]:
     if not callable(function):
-        raise ValueError(f"{kind} {name!r} is a {type(function).__name__}, not a callable")
+        raise ValueError(f"{kind} {name!r} is not callable (got {type(function).__name__})")
     return function
 
 
