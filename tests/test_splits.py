@@ -69,8 +69,8 @@ def with_split(index: int, value):
 
 MISTAKES = [
     ("two splits", (split(), split()), "returned a tuple of 2; expected (train, validation, test)"),
-    ("a dict", {"train": split()}, "returned a dict; expected (train, validation, test)"),
-    ("a bare array", with_split(1, split()[0]), "the validation split is a ndarray; expected an (inputs, labels) pair"),
+    ("a dict", {"train": split()}, "returned a value of type dict; expected (train,"),
+    ("a bare array", with_split(1, split()[0]), "validation split is a value of type ndarray; expected an (inputs"),
     ("float labels", with_split(0, (split()[0], np.ones(12))), "labels are float64 of shape (12,); expected N integer"),
     ("one-hot labels", with_split(0, (split()[0], np.eye(12, dtype=int))), "of shape (12, 12); expected N integer"),
     ("fewer labels", with_split(2, (split()[0], np.zeros(5, int))), "the test split has 12 inputs but 5 labels"),

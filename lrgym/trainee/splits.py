@@ -176,9 +176,8 @@ def _array(value: Any) -> np.ndarray:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, (tuple, list)):
-        return f"a {type(value).__name__} of {len(value)}"
-    return f"a {type(value).__name__}"
+    kind = type(value).__name__
+    return f"a {kind} of {len(value)}" if isinstance(value, (tuple, list)) else f"a value of type {kind}"
 
 
 def class_count(name: str, splits: tuple[Arrays, Arrays, Arrays], declared: int | None) -> int:
