@@ -76,7 +76,7 @@ def transfer_with_lrgym(seeds: int, steps: int, out: Path, jobs: int) -> tuple[l
     command = [sys.executable, "-m", "lrgym.cli", "transfer", str(CHECKPOINT), str(HERE / "digits.toml"),
                "--seeds", str(seeds), "--set", f"steps={steps}", "--target-baselines", "constant",
                "--jobs", str(jobs), "--out", str(out)]
-    print("$", " ".join(command[2:]).replace(str(HERE.parents[1]) + "/", ""), flush=True)
+    print("$ lrgym", " ".join(command[3:]).replace(str(HERE.parents[1]) + "/", ""), flush=True)
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     with open(out / "results.csv") as handle:
         rows = [row for row in csv.DictReader(handle) if row["agent"].startswith("ppo:")]

@@ -44,7 +44,11 @@ class HoldAgent:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
 
+    # One thread, as every other run (design.md): on a shared 2-core machine a small trainee
+    # on two threads took 52 s for an episode that one thread runs in 3 s (measured).
+    torch.set_num_threads(1)
     family = load_family(args.task, **parse_overrides(args.overrides))
     if not family.single and args.instance is None:
         raise ValueError(f"{args.task!r} is a task family: say which instance, e.g. --instance "
