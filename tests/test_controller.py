@@ -80,6 +80,17 @@ def mnist1d_batches():
     return dataset.train.inputs(), dataset.train.labels(), validation
 
 
+def training_step(model, optimizer, controller, inputs, labels, generator) -> list[float]:
+    """One step of a plain loop on a random batch of 32; the rates the controller set after it."""
+    index = torch.randint(len(labels), (32,), generator=generator)
+    loss = F.cross_entropy(model(inputs[index]), labels[index])
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    controller.step(loss)
+    return controller.get_last_lr()
+
+
 def train_with_controller(
     checkpoint: Path, steps: int, save_at: int | None = None, save_to: Path | None = None,
     resume: Path | None = None, model_seed: int = 0,
@@ -102,13 +113,7 @@ def train_with_controller(
         first = controller.last_epoch
     rates = []
     for step in range(first, steps):
-        index = torch.randint(len(labels), (32,), generator=generator)
-        loss = F.cross_entropy(model(inputs[index]), labels[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        controller.step(loss)
-        rates.append(controller.get_last_lr())
+        rates.append(training_step(model, optimizer, controller, inputs, labels, generator))
         if step + 1 == save_at:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "controller": controller.state_dict(), "generator": generator.get_state()}, save_to)
@@ -166,15 +171,8 @@ def test_two_parameter_groups_keep_their_ratio_in_a_plain_loop():
     before = frozen.weight.detach().clone()
     controller = LRController.from_checkpoint(SHIPPED / "mnist1d-mlp-ppo", model, optimizer, val_inputs,
                                               val_labels, total_steps=120, final_layer=head)
-    generator, seen = torch.Generator().manual_seed(0), []
-    for _ in range(120):
-        index = torch.randint(len(labels), (32,), generator=generator)
-        loss = F.cross_entropy(model(inputs[index]), labels[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        controller.step(loss)
-        seen.append(controller.get_last_lr())
+    generator = torch.Generator().manual_seed(0)
+    seen = [training_step(model, optimizer, controller, inputs, labels, generator) for _ in range(120)]
     assert all(rates[1] == pytest.approx(rates[0] / 10) and rates[2] == 0.0 for rates in seen)
     assert sorted({rates[0] for rates in seen}) == sorted(set(controller.lr_history))
     assert len(set(controller.lr_history)) > 1 and torch.equal(frozen.weight, before)
