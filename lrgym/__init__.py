@@ -6,7 +6,10 @@
 (:class:`lrgym.environment.family_env.FamilyEnv`).
 
 What a user imports is here: ``lrgym.LRControlEnv``, ``lrgym.LRController``, the spec
-loaders. The env and the controller are loaded on first use (PEP 562), so that
+loaders (a name or a path to a TOML file), ``lrgym.register_dataset`` and
+``lrgym.register_model`` (a user's own data and model under a name, see
+:mod:`lrgym.trainee.registry`). The env, the controller and the registering functions are
+loaded on first use (PEP 562), so that
 ``import lrgym`` (which registers the envs) stays light; docs/architecture.md shows where
 everything else lives.
 """
@@ -31,12 +34,14 @@ from lrgym.tasks.specs import (
 __version__ = "0.1.0"
 __all__ = [
     "AgentSpec", "FamilyEnv", "LRControlEnv", "LRController", "TaskFamily", "TaskSpec", "env_id",
-    "load_agent_spec", "load_family", "load_task_spec", "register_envs",
+    "load_agent_spec", "load_family", "load_task_spec", "register_dataset", "register_envs", "register_model",
 ]
 _LOADED_ON_FIRST_USE = {
     "LRControlEnv": "lrgym.environment.lr_control_env",
     "FamilyEnv": "lrgym.environment.family_env",
     "LRController": "lrgym.controller",
+    "register_dataset": "lrgym.trainee.data",
+    "register_model": "lrgym.trainee.models",
 }
 
 

@@ -15,6 +15,19 @@ import warnings
 from lrgym.trainee.data import DataNotFoundError
 
 COMMANDS = ("list", "episode", "train", "evaluate", "tune", "transfer", "experiment", "aggregate")
+EPILOG = """\
+names and paths:
+  A task, family or agent is a name or the path of a TOML file (./my-task.toml,
+  --agents ./my-agent.toml,constant). Names are the files in envs/ and agents/ of
+  the lrgym folder, or of $LRGYM_HOME when it is set (a folder with envs/, agents/
+  and checkpoints/ of its own; `lrgym list` shows which). `lrgym list --path DIR`
+  lists a folder of spec files. A task's dataset and model are registered names or
+  plug-ins, module:function or file.py:function (Python code that runs: your own).
+
+environment:
+  LRGYM_HOME  the folder of envs/, agents/ and checkpoints/ (default: the lrgym folder)
+  LRGYM_DATA  a folder searched for dataset files (like --data-dir)
+"""
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="lrgym",
         description="Meta-train a learning-rate controller with RL; evaluate and transfer it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in _command_modules().items():

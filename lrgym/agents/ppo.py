@@ -60,6 +60,14 @@ class PPOAgent:
         self._lstm_state = None
         self._episode_start = True
 
+    def state_dict(self) -> dict[str, Any]:
+        """The acting state carried between decisions (the LSTM's, for ``ppo-lstm``)."""
+        return {"lstm_state": self._lstm_state, "episode_start": self._episode_start}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict` (a resumed training loop makes the same decisions)."""
+        self._lstm_state, self._episode_start = state["lstm_state"], bool(state["episode_start"])
+
     def act(self, observation: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         normalized = self.normalizer.normalize_obs(np.asarray(observation, dtype=np.float32)[None])
         action, self._lstm_state = self.policy.predict(

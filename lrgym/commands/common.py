@@ -11,6 +11,9 @@ from lrgym.environment.lr_control_env import resolve_device
 from lrgym.runners.backend import DEFAULT_CONNECT_TIMEOUT_S, Backend
 from lrgym.runners.options import RunOptions, default_jobs
 
+TASK_HELP = "a task or task family: a name (see `lrgym list`) or the path of its TOML file, e.g. ./my-task.toml"
+AGENT_HELP = "an agent: a spec name (see `lrgym list`), the path of its TOML file (./my-agent.toml) or ppo:PATH"
+
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""

@@ -6,6 +6,8 @@ import argparse
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.commands.common import (
+    AGENT_HELP,
+    TASK_HELP,
     add_task_arguments,
     env_options,
     non_negative_int,
@@ -18,11 +20,11 @@ HELP = "run one episode of an agent on a task and print its learning-rate trajec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task or task family (see `lrgym list`)")
+    parser.add_argument("task", help=TASK_HELP)
     parser.add_argument("--instance", type=int, default=None, help="a family's instance index (e.g. 200000)")
     parser.add_argument(
         "--agent", default=None,
-        help="agent spec name or ppo:PATH (default: keep the initial learning rate)",
+        help=f"{AGENT_HELP} (default: keep the initial learning rate)",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0, help="episode seed (an integer >= 0)")
     add_task_arguments(parser, backend=False)
@@ -47,7 +49,6 @@ def _shown(value: float | None, width: int) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-
     threads = pin_threads(args.threads)  # the result must not depend on the machine's cores or load
     family = load_family(args.task, **parse_overrides(args.overrides))
     if not family.single and args.instance is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from lrgym.commands.common import (
+    TASK_HELP,
     add_task_arguments,
     comma_list,
     out_dir,
@@ -42,7 +43,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser, default_seeds: int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task or task family (see `lrgym list`)")
+    parser.add_argument("task", help=TASK_HELP)
     parser.add_argument(
         "--instances", default=None, metavar="SPLIT:N|SPLIT:FIRST-LAST",
         help="a family's instances to evaluate: test:20 (the first 20 test instances), test:5-24, "
@@ -50,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--agents", required=True,
-        help="comma-separated agent spec names or ppo:PATH, e.g. constant,cosine,aslr,step-grid",
+        help="comma-separated agents: spec names, paths of agent TOML files or ppo:PATH, "
+             "e.g. constant,cosine,./my-agent.toml,ppo:checkpoints/mnist1d-mlp-ppo",
     )
     parser.add_argument(
         "--reference", default=None,

@@ -43,10 +43,12 @@ DEFAULT_BASELINES = "constant,cosine,aslr,lookahead"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task spec to tune, train and evaluate on (see `lrgym list`)")
+    parser.add_argument(
+        "task", help="task to tune, train and evaluate on: a name (see `lrgym list`) or the path of its TOML file"
+    )
     parser.add_argument(
         "--transfer-to", default="",
-        help="comma-separated target tasks for the transfer (their own specs; see --target-set)",
+        help="comma-separated target tasks for the transfer, names or paths (their own specs; see --target-set)",
     )
     parser.add_argument(
         "--target-set", dest="target_overrides", action="append", default=[], metavar="FIELD=VALUE",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lrgym.commands.common import (
+    TASK_HELP,
     add_task_arguments,
     backend,
     non_negative_int,
@@ -13,7 +15,7 @@ from lrgym.commands.common import (
     positive_int,
 )
 from lrgym.tasks.family import load_family
-from lrgym.tasks.specs import load_agent_spec, project_root
+from lrgym.tasks.specs import is_spec_path, load_agent_spec, project_root
 from lrgym.train import train
 
 HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
@@ -21,11 +23,12 @@ HELP = "meta-train a learning-rate controller with PPO on a task or a task famil
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "task", help="task or task family (see `lrgym list`); a family trains on its train instances "
-                     "and selects on its validation instances",
+        "task", help=f"{TASK_HELP}; a family trains on its train instances and selects on its "
+                     "validation instances",
     )
     parser.add_argument(
-        "--agent", default="ppo", help="training recipe in agents/: ppo (MLP actor) or ppo-lstm (LSTM actor)"
+        "--agent", default="ppo",
+        help="training recipe: ppo (MLP actor), ppo-lstm (LSTM actor), or the path of a recipe TOML file"
     )
     parser.add_argument(
         "--timesteps", type=positive_int, default=None,
@@ -44,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=non_negative_int, default=0, help="seed of PPO (policy initialisation, sampling)"
     )
     parser.add_argument(
-        "--out", "-f", default=None, help="run folder (default: checkpoints/TASK-AGENT)"
+        "--out", "-f", default=None,
+        help="run folder (default: checkpoints/TASK-AGENT, in the lrgym folder for a task name, here for a path)"
     )
     parser.add_argument(
         "--resume", action="store_true",
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     agent = load_agent_spec(args.agent)
     if agent.kind not in ("ppo", "ppo-lstm"):
         raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs ppo or ppo-lstm")
-    out = str(out_dir(args.out or project_root() / "checkpoints" / f"{task.name}-{agent.name}"))
+    root = Path.cwd() if is_spec_path(args.task) else project_root()  # a user's own task: not into lrgym's folder
+    out = str(out_dir(args.out or root / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
         result = train(
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,

@@ -14,7 +14,9 @@ HELP = "run a trained controller on another task against the step decay transfer
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="controller checkpoint folder (from `lrgym train`)")
-    parser.add_argument("task", help="target task spec name (see `lrgym list`)")
+    parser.add_argument(
+        "task", help="the target task: a name (see `lrgym list`) or the path of its TOML file, e.g. ./my-task.toml"
+    )
     parser.add_argument(
         "--baseline-config", default=None,
         help="saved step-decay choice to transfer (default: the one saved in the checkpoint "

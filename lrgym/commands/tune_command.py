@@ -18,6 +18,7 @@ import argparse
 from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
 from lrgym.agents.step_grid_family import family_cache_path, instance_cache_path, tune_instances, tune_step_grid_family
 from lrgym.commands.common import (
+    TASK_HELP,
     add_task_arguments,
     out_dir,
     parse_overrides,
@@ -30,10 +31,11 @@ HELP = "tune a step-decay grid on a task, across a family's train instances, or 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("task", help="task or task family (see `lrgym list`)")
+    parser.add_argument("task", help=TASK_HELP)
     parser.add_argument(
         "--agent", default=None,
-        help="grid spec in agents/ (default: step-grid-family for a family, step-grid for a task)",
+        help="grid spec: a name in agents/ or the path of its TOML file (default: step-grid-family for a "
+             "family, step-grid for a task)",
     )
     parser.add_argument(
         "--instances", default=None, metavar="SPLIT:N|SPLIT:FIRST-LAST",

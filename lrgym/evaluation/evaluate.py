@@ -37,7 +37,7 @@ from lrgym.evaluation.outputs import (
 )
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.runners.pool import run_placed
-from lrgym.tasks.specs import TaskSpec, load_agent_spec
+from lrgym.tasks.specs import TaskSpec, is_spec_path, load_agent_spec
 from lrgym.trainee.population import POPULATION_MIN
 
 __all__ = [
@@ -64,11 +64,17 @@ class AgentEntry:
 
 
 def agent_entries(names: Sequence[str]) -> list[AgentEntry]:
-    """Entries labelled by their own names (``ppo:PATH`` labelled ``ppo:<folder name>``)."""
+    """Entries labelled by their own names (``ppo:PATH`` labelled ``ppo:<folder name>``, the
+    path of an agent spec file by the file's stem, the path made absolute for the workers)."""
     entries = []
     for name in names:
-        label = f"ppo:{Path(name[4:]).name}" if name.startswith("ppo:") else name
-        entries.append(AgentEntry(label=label, name=name))
+        if name.startswith("ppo:"):
+            entries.append(AgentEntry(label=f"ppo:{Path(name[4:]).name}", name=name))
+        elif is_spec_path(name):
+            path = Path(name).expanduser().resolve()
+            entries.append(AgentEntry(label=path.stem, name=str(path)))
+        else:
+            entries.append(AgentEntry(label=name, name=name))
     labels = [entry.label for entry in entries]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:

@@ -15,8 +15,15 @@ from tqdm.auto import tqdm
 
 from lrgym.runners.backend import local_node, pin_threads
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
+from lrgym.trainee.registry import registrations, restore_registrations
 
 Result = TypeVar("Result")
+
+
+def _start_worker(threads: int | None, registered: dict[str, dict[str, Callable[..., Any]]]) -> None:
+    """A worker process: its pinned torch threads, and the datasets and models its parent registered."""
+    pin_threads(threads)
+    restore_registrations(registered)
 
 
 def _placed(function: Callable[..., Result], args: tuple[Any, ...]) -> tuple[Result, str]:
@@ -62,7 +69,7 @@ def run_placed(
         context = multiprocessing.get_context("spawn")
         workers = min(jobs, len(arguments))
         with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=pin_threads, initargs=(backend.threads,)
+            workers, mp_context=context, initializer=_start_worker, initargs=(backend.threads, registrations())
         ) as pool:
             futures = {pool.submit(_placed, function, args): index for index, args in enumerate(arguments)}
             for future in as_completed(futures):

@@ -19,7 +19,8 @@ value is a *distribution*:
 ``model_kwargs`` and ``dataset_kwargs`` are keyed by the model / dataset name:
 ``[model_kwargs.mlp]`` is drawn only for instances whose model is ``mlp`` (each of its
 keys a distribution), ``dataset_kwargs.mnist1d = [{...}, {...}]`` chooses one variant
-of the generated dataset. Family keys that are not TaskSpec fields:
+of the generated dataset. Plug-ins are drawn like built-ins: ``model = ["mlp", "my_model:build"]``
+with ``[model_kwargs."my_model:build"]`` (:mod:`lrgym.tasks.plugins`). Family keys that are not TaskSpec fields:
 
 - ``decisions``: controller decisions per episode; ``interval = ceil(steps / decisions)``;
 - ``initial_lr``: the instance's one initial rate (``initial_lrs = [initial_lr]``);
@@ -50,6 +51,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,7 +65,10 @@ from lrgym.tasks.specs import (
     _read_toml,
     envs_dir,
     family_names,
+    is_spec_path,
     load_task_spec,
+    read_spec_file,
+    spec_kind,
     task_field_names,
     task_names,
     unknown_task_error,
@@ -317,19 +322,30 @@ def instance_fields(task: TaskSpec) -> dict[str, Any]:
 
 
 def load_family(name: str, **overrides: Any) -> TaskFamily:
-    """Read family ``envs/<name>.toml``, or a single task as a family of one; add ``overrides``."""
-    if name in task_names():
+    """Read family ``name`` (``envs/<name>.toml`` or a path to a family spec file), or a single
+    task (a name or a path) as a family of one; add ``overrides``.
+
+    A family read from a path is named by the file's stem: its instances are the same
+    wherever the file lies.
+    """
+    if is_spec_path(name):
+        family_name, data = read_spec_file(name, ("task", "family"))
+        if spec_kind(data) == "task":
+            return TaskFamily.of_task(load_task_spec(name, **overrides))
+        where: Path | str = name
+    elif name in task_names():
         return TaskFamily.of_task(load_task_spec(name, **overrides))
-    if name not in family_names():
+    elif name not in family_names():
         raise unknown_task_error(name)  # a broken spec's own error, else the unknown name
-    path = envs_dir() / f"{name}.toml"
-    data = _read_toml(path)
+    else:
+        family_name, where = name, envs_dir() / f"{name}.toml"
+        data = _read_toml(where)
     data.pop("kind", FAMILY_KIND)
     description = data.pop("description", "")
     instances = data.pop("instances", None)
     if not isinstance(instances, Mapping):
-        raise ValueError(f"{path}: a family needs an [instances] table with {', '.join(SPLITS)} ranges")
-    family = TaskFamily(name=name, distributions=data, instances=dict(instances), description=description)
+        raise ValueError(f"{where}: a family needs an [instances] table with {', '.join(SPLITS)} ranges")
+    family = TaskFamily(name=family_name, distributions=data, instances=dict(instances), description=description)
     family = family.with_overrides(**overrides) if overrides else family
     for split in SPLITS:  # a bad spec or override fails on loading, not in the middle of a run
         family.instance(family.indices(split)[0])

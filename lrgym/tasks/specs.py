@@ -1,8 +1,13 @@
 """Task and agent specs: the TOML files in ``envs/`` and ``agents/`` as dataclasses.
 
 Specs say *what* (dataset, model, budget; an agent's hyperparameters); the code in
-``lrgym/`` says *how*. The folders are found beside the package (an editable or
-source install) or wherever ``LRGYM_HOME`` points.
+``lrgym/`` says *how*. A *name* (``mnist1d-mlp``, ``cosine``) is a file of the project
+folder's ``envs/`` or ``agents/``: the folder beside the package (an editable or source
+install), or ``$LRGYM_HOME`` when set (a folder with ``envs/``, ``agents/`` and
+``checkpoints/`` of its own). A *path* to a TOML file (anything ending in ``.toml`` or
+holding a ``/``) works wherever a name does: ``load_task_spec("./my-task.toml")``; the
+spec's name is the file's stem unless the file says ``name = ...``, and its plug-in
+references are read relative to the file (:mod:`lrgym.tasks.plugins`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from lrgym.tasks.names import unknown_name_error
+from lrgym.tasks.plugins import anchor_references
 from lrgym.tasks.spec_checks import task_fields
 
 ACTION_MODES = ("scale", "discrete", "lr", "residual")
@@ -31,10 +37,14 @@ LATER_FIELDS = ("model_kwargs", "dataset_kwargs", "features", "base_schedule")
 NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
 
+HOME_VARIABLE = "LRGYM_HOME"
+
+
 def project_root() -> Path:
-    """The folder holding ``envs/``, ``agents/`` and ``checkpoints/``."""
-    if os.environ.get("LRGYM_HOME"):
-        return Path(os.environ["LRGYM_HOME"])
+    """The folder holding ``envs/``, ``agents/`` and ``checkpoints/``: ``$LRGYM_HOME``, else the
+    folder beside the package."""
+    if os.environ.get(HOME_VARIABLE):
+        return Path(os.environ[HOME_VARIABLE])
     return Path(__file__).resolve().parents[2]
 
 
@@ -154,9 +164,46 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 FAMILY_KIND = "family"  # ``kind = "family"`` at the top of an envs/ file: a task family (lrgym.tasks.family)
+SPEC_KINDS = ("task", "family", "agent")
 
 
-def spec_kind(path: Path) -> str:
+def is_spec_path(name: str) -> bool:
+    """Whether ``name`` is a path to a spec file rather than a name in ``envs/`` or ``agents/``
+    (names never end in ``.toml`` nor hold a path separator)."""
+    return name.endswith(".toml") or "/" in name or os.sep in name
+
+
+def spec_kind(data: dict[str, Any]) -> str:
+    """What a spec file's table is: ``family`` (``kind = "family"``), ``agent`` (any other
+    ``kind``) or ``task`` (no ``kind``)."""
+    if "kind" not in data:
+        return "task"
+    return "family" if data["kind"] == FAMILY_KIND else "agent"
+
+
+def read_spec_file(path: str | Path, expected: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """(name, table) of the spec file ``path``, its plug-in references anchored to its folder.
+
+    :param expected: the kinds the caller takes (:data:`SPEC_KINDS`); another kind is an error.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ValueError(f"no spec file {path} (a path to a .toml file, or a name: see `lrgym list`)")
+    data = _read_toml(path)  # a file that is not TOML: one line naming it
+    kind = spec_kind(data)
+    if kind not in expected:
+        raise ValueError(f"{path} is {_a(kind)} spec; expected {_a(' or '.join(expected))} spec")
+    name = data.get("name", path.stem) if kind == "task" else path.stem  # families and agents: the file's name
+    if kind != "agent":
+        data = anchor_references(data, path.resolve().parent, keyed=kind == "family")
+    return str(name), data
+
+
+def _a(words: str) -> str:
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
+
+
+def envs_file_kind(path: Path) -> str:
     """``"task"`` or ``"family"``: what the envs/ file ``path`` holds (a ``ValueError`` naming it
     when it is not valid TOML or its ``kind`` is neither)."""
     kind = _read_toml(path).get("kind")
@@ -174,7 +221,7 @@ def _kinds() -> dict[str, str]:
     kinds = {}
     for path in sorted(envs_dir().glob("*.toml")):
         try:
-            kinds[path.stem] = spec_kind(path)
+            kinds[path.stem] = envs_file_kind(path)
         except ValueError as error:
             kinds[path.stem] = f"error: {error}"
     return kinds
@@ -203,38 +250,58 @@ def unknown_task_error(name: str) -> ValueError:
     """Why task ``name`` cannot be loaded: its file's own error when it is broken, else the
     unknown-name message listing the tasks and families."""
     problem = broken_specs().get(name)
-    return ValueError(problem) if problem else unknown_name_error("task", name, task_names() + family_names())
+    return ValueError(problem) if problem else unknown_name_error(
+        "task", name, task_names() + family_names() + ["PATH.toml"]
+    )
 
 
 def agent_names() -> list[str]:
     return sorted(path.stem for path in agents_dir().glob("*.toml"))
 
 
-def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
-    """Read ``envs/<name>.toml``; keyword overrides replace fields of the same name."""
+def _task_table(name: str) -> tuple[Path | str, dict[str, Any]]:
+    """(where it came from, the spec's table) of task ``name``: a name in ``envs/`` or a path."""
+    if is_spec_path(name):
+        spec_name, data = read_spec_file(name, ("task", "family"))
+        if spec_kind(data) == "family":
+            raise ValueError(f"{name} is a task family, not a single task; load it with lrgym.tasks.family.load_family")
+        data["name"] = spec_name
+        return name, data
     path = envs_dir() / f"{name}.toml"
     if not path.is_file():
-        raise unknown_name_error("task", name, task_names() + family_names())
-    if spec_kind(path) == FAMILY_KIND:
+        raise unknown_task_error(name)  # a broken spec's own error, else the unknown name
+    if envs_file_kind(path) == FAMILY_KIND:
         raise ValueError(f"{name!r} is a task family, not a single task; load it with lrgym.tasks.family.load_family")
     data = _read_toml(path)
     data.setdefault("name", name)
+    return path, data
+
+
+def load_task_spec(name: str, **overrides: Any) -> TaskSpec:
+    """Read task ``name`` (``envs/<name>.toml``, or a path to a task spec file); keyword
+    overrides replace fields of the same name."""
+    where, data = _task_table(name)
     try:
         spec = TaskSpec(**data)
     except TypeError as error:
-        raise ValueError(f"{path}: {error}; valid fields: {', '.join(task_field_names())}") from error
+        raise ValueError(f"{where}: {error}; valid fields: {', '.join(task_field_names())}") from error
     except ValueError as error:
-        raise ValueError(f"{path}: {error}") from None
+        raise ValueError(f"{where}: {error}") from None
     return spec.replace(**overrides) if overrides else spec
 
 
 def load_agent_spec(name: str) -> AgentSpec:
-    """Read ``agents/<name>.toml``: top-level ``kind`` and ``description``, an optional
-    ``[task]`` table of task-field overrides, the rest are params."""
-    path = agents_dir() / f"{name}.toml"
-    if not path.is_file():
-        raise unknown_name_error("agent", name, agent_names() + ["ppo:PATH"])
-    data = _read_toml(path)
+    """Read agent ``name`` (``agents/<name>.toml``, or a path to an agent spec file): top-level
+    ``kind`` and ``description``, an optional ``[task]`` table of task-field overrides, the
+    rest are params."""
+    if is_spec_path(name):
+        path: Path | str = name
+        name, data = read_spec_file(name, ("agent",))
+    else:
+        path = agents_dir() / f"{name}.toml"
+        if not path.is_file():
+            raise unknown_name_error("agent", name, agent_names() + ["ppo:PATH", "PATH.toml"])
+        data = _read_toml(path)
     if "kind" not in data:
         raise ValueError(f"{path}: an agent spec needs a top-level 'kind'")
     kind = data.pop("kind")

@@ -1,10 +1,8 @@
-"""Datasets: registry, sources, the source paper's splits, device-resident tensors.
+"""Datasets: registry, sources, the source paper's splits, batches.
 
 Every dataset is held as three splits (train / validation / test), each one tensor
-of inputs and one of labels, on the training device. Images stay ``uint8`` and are
-normalised per batch (:meth:`Split.inputs`), so a whole split costs one byte per
-pixel of device memory. Batches are drawn by index with a seeded generator; no
-DataLoader sits in the hot loop.
+of inputs and one of labels, on the training device (:mod:`lrgym.trainee.splits`).
+Batches are drawn by index with a seeded generator; no DataLoader sits in the hot loop.
 
 Where files come from, in order (design.md, "Data without a network"):
 
@@ -18,90 +16,46 @@ Where files come from, in order (design.md, "Data without a network"):
 its templates, so the demo and the tests run with no network and no system package.
 Its generation knobs (:data:`MNIST1D_KNOBS`: noise, shift, scale, shear) are a task's
 ``dataset_kwargs``; each variant is generated once and cached on disk, keyed by them.
+
+Every dataset, lrgym's own included, is a *loader* in one registry
+(:data:`DATASET_REGISTRY`, :mod:`lrgym.trainee.registry`): a callable taking the task's
+``dataset_kwargs`` (and ``data_dir`` / ``download`` when its signature names them) and
+returning ``(train, validation, test)`` in the forms :mod:`lrgym.trainee.splits` accepts.
+A loader may say its class count with a ``num_classes`` attribute (else: 1 + the largest
+label). Normalisation is lrgym's, the same for all: ``uint8`` inputs are divided by 255,
+then every input is standardised with one mean and one standard deviation measured on
+(up to 10,000 examples of) the training split; give raw values, not normalised ones.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import inspect
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from lrgym.tasks.names import unknown_name_error
 from lrgym.trainee.file_formats import DataNotFoundError, read_cifar_folder, read_idx_folder
+from lrgym.trainee.registry import REGISTRIES, Registry, unknown_keywords_error
+from lrgym.trainee.splits import (
+    Arrays,
+    Dataset,
+    Split,  # noqa: F401  (re-exported: the trainees import it from here)
+    checked_splits,
+    class_count,
+    held_dataset,
+)
 
 SYSTEM_DATA_DIRS = (Path("/usr/share/datasets"), Path("/usr/local/share/datasets"))
 DEFAULT_DOWNLOAD_DIR = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lrgym"
 VALIDATION_SPLIT_SEED = 0  # the validation set is carved from the official train set once
-
-
-@dataclass
-class Split:
-    """One split held on the device: ``x`` (uint8 or float32) and ``y`` (int64)."""
-
-    x: torch.Tensor
-    y: torch.Tensor
-    mean: float
-    std: float
-
-    def __len__(self) -> int:
-        return int(self.y.shape[0])
-
-    def inputs(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        """Normalised float32 inputs for ``index`` (all when ``None``)."""
-        x = self.x if index is None else self.x[index]
-        if x.dtype == torch.uint8:
-            return x.float().div_(255.0).sub_(self.mean).div_(self.std)
-        return x if self.mean == 0.0 and self.std == 1.0 else (x - self.mean) / self.std
-
-    def labels(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
-        return self.y if index is None else self.y[index]
-
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device), self.mean, self.std)
-
-
-@dataclass
-class Dataset:
-    """A dataset's three splits and its shape facts."""
-
-    name: str
-    train: Split
-    validation: Split
-    test: Split
-    input_shape: tuple[int, ...]
-    num_classes: int
-
-    def check_sizes(self, batch_size: int, val_size: int) -> None:
-        """Refuse a batch larger than the training split, or a validation subset larger than the
-        validation split: drawn from them, they would silently shrink (full-batch training, a
-        smaller subset) and the task would not be the one its spec says."""
-        for field, value, split, what in (("batch_size", batch_size, self.train, "training"),
-                                          ("val_size", val_size, self.validation, "validation")):
-            if value > len(split):
-                raise ValueError(f"{field} {value} is more than the {len(split)} {what} examples of "
-                                 f"{self.name} (valid: 1..{len(split)})")
-
-    def to(self, device: torch.device | str) -> Dataset:
-        return Dataset(
-            self.name,
-            self.train.to(device),
-            self.validation.to(device),
-            self.test.to(device),
-            self.input_shape,
-            self.num_classes,
-        )
-
-
-# ----------------------------------------------------------------------------- readers
-# Hand-written because torchvision's readers need uncompressed files in its own folder
-# layout and check md5 sums; we read the official .gz / pickle files wherever they are.
 
 
 # ----------------------------------------------------------------------------- registry
@@ -109,7 +63,7 @@ class Dataset:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """How to find, read and split one dataset."""
+    """How to find, read and split one of lrgym's own datasets; calling it is its loader."""
 
     name: str
     folder_names: tuple[str, ...]  # sub-folders of a data dir that may hold the files
@@ -119,6 +73,25 @@ class DatasetInfo:
     torchvision_class: str | None = None
     debian_package: str | None = None
     description: str = ""
+
+    def __call__(
+        self, data_dir: str | Path | None = None, download: bool = False, **dataset_kwargs: Any
+    ) -> tuple[Arrays, Arrays, Arrays]:
+        """The official train and test files (or mnist1d's generator), with the validation split
+        carved from the official train split once (:data:`VALIDATION_SPLIT_SEED`)."""
+        check_dataset_kwargs(self.name, dataset_kwargs)
+        if self.read is None:  # mnist1d: generated
+            train_x, train_y, test_x, test_y = _generate_mnist1d(knobs=dataset_kwargs)
+            train_x, test_x = train_x[:, None, :], test_x[:, None, :]  # (N, 1, 40): one channel
+        else:
+            train_x, train_y, test_x, test_y = _read_raw(self, data_dir, download)
+            if train_x.ndim == 3:  # greyscale idx images: add the channel axis
+                train_x, test_x = train_x[:, None], test_x[:, None]
+        if len(train_x) <= self.validation_size:
+            raise ValueError(f"{self.name}: {len(train_x)} training examples cannot give a validation split")
+        order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(len(train_x))
+        val_index, train_index = order[: self.validation_size], order[self.validation_size :]
+        return (train_x[train_index], train_y[train_index]), (train_x[val_index], train_y[val_index]), (test_x, test_y)
 
 
 def _cifar10(folder: Path):
@@ -163,10 +136,21 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise unknown_name_error("dataset", name, list(DATASETS))
-    return DATASETS[name]
+DATASET_REGISTRY = REGISTRIES["dataset"] = Registry("dataset", "lrgym.datasets", DATASETS)
+
+
+def register_dataset(name: str, loader: Callable[..., Any], replace: bool = False) -> None:
+    """Make ``loader`` the dataset ``name`` (in this process and lrgym's local workers).
+
+    :param loader: called with a task's ``dataset_kwargs`` (and ``data_dir`` / ``download``
+        when it names them); returns ``(train, validation, test)`` as
+        :mod:`lrgym.trainee.splits` says. A module-level function, so that workers receive it.
+    :param replace: allow replacing an existing name (lrgym's own included).
+    """
+    DATASET_REGISTRY.register(name, loader, replace=replace)
+    _load_cpu.cache_clear()
+    _DEVICE_CACHE.clear()
+
 
 
 def candidate_dirs(data_dir: str | Path | None) -> list[Path]:
@@ -228,8 +212,19 @@ MNIST1D_KNOBS = (
 )
 
 
+LOADER_OPTIONS = ("data_dir", "download")  # filled by lrgym from the command line, not by a spec
+
+
 def check_dataset_kwargs(name: str, dataset_kwargs: dict | None) -> None:
-    """Refuse generation arguments a dataset does not have (only mnist1d has any)."""
+    """Refuse ``dataset_kwargs`` the dataset does not take: of lrgym's own only mnist1d has
+    generation arguments; a plug-in takes the keywords its loader's signature names."""
+    if not DATASET_REGISTRY.is_builtin(name):
+        error = unknown_keywords_error(
+            "dataset", name, DATASET_REGISTRY.resolve(name), dataset_kwargs or {}, hidden=LOADER_OPTIONS
+        )
+        if error is not None:
+            raise error
+        return
     unknown = sorted(set(dataset_kwargs or {}) - set(MNIST1D_KNOBS if name == "mnist1d" else ()))
     if unknown:
         valid = ", ".join(MNIST1D_KNOBS) if name == "mnist1d" else "none (only mnist1d is generated)"
@@ -278,39 +273,21 @@ def _generate_mnist1d(
     return arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"]
 
 
-def _to_split(x: np.ndarray, y: np.ndarray, mean: float, std: float) -> Split:
-    if x.dtype != np.uint8:  # float data are stored normalised: no per-batch arithmetic
-        x, mean, std = ((x - mean) / std).astype(np.float32), 0.0, 1.0
-    x = np.require(x, requirements=["C_CONTIGUOUS", "WRITEABLE"])
-    return Split(torch.from_numpy(x), torch.from_numpy(y.astype(np.int64)), mean, std)
+def _call_loader(name: str, data_dir: str | None, download: bool, dataset_kwargs: dict) -> Any:
+    """What dataset ``name``'s loader returns, given ``data_dir`` / ``download`` when it names them."""
+    try:
+        parameters = inspect.signature(DATASET_REGISTRY.resolve(name)).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    options = {key: value for key, value in (("data_dir", data_dir), ("download", download)) if key in parameters}
+    return DATASET_REGISTRY.call(name, passing=(DataNotFoundError,), **options, **dataset_kwargs)
 
 
 @functools.lru_cache(maxsize=8)
 def _load_cpu(name: str, data_dir: str | None, download: bool, dataset_kwargs: str = "{}") -> Dataset:
-    info = dataset_info(name)
-    if name == "mnist1d":
-        train_x, train_y, test_x, test_y = _generate_mnist1d(knobs=json.loads(dataset_kwargs))
-        train_x, test_x = train_x[:, None, :], test_x[:, None, :]  # (N, 1, 40): one channel
-    else:
-        train_x, train_y, test_x, test_y = _read_raw(info, data_dir, download)
-        if train_x.ndim == 3:  # greyscale idx images: add the channel axis
-            train_x, test_x = train_x[:, None], test_x[:, None]
-    if len(train_x) <= info.validation_size:
-        raise ValueError(f"{name}: {len(train_x)} training examples cannot give a validation split")
-    order = np.random.default_rng(VALIDATION_SPLIT_SEED).permutation(len(train_x))
-    val_index, train_index = order[: info.validation_size], order[info.validation_size :]
-    # Normalisation statistics come from the training split only.
-    scale = 255.0 if train_x.dtype == np.uint8 else 1.0
-    sample = train_x[train_index[:10_000]].astype(np.float64) / scale
-    mean, std = float(sample.mean()), float(sample.std()) or 1.0
-    return Dataset(
-        name=name,
-        train=_to_split(train_x[train_index], train_y[train_index], mean, std),
-        validation=_to_split(train_x[val_index], train_y[val_index], mean, std),
-        test=_to_split(test_x, test_y, mean, std),
-        input_shape=tuple(train_x.shape[1:]),
-        num_classes=info.num_classes,
-    )
+    splits = checked_splits(name, _call_loader(name, data_dir, download, json.loads(dataset_kwargs)))
+    num_classes = class_count(name, splits, getattr(DATASET_REGISTRY.resolve(name), "num_classes", None))
+    return held_dataset(name, splits, num_classes)
 
 
 def load_dataset(
@@ -322,15 +299,15 @@ def load_dataset(
 ) -> Dataset:
     """Load ``name`` with its train/validation/test splits, as tensors on ``device``.
 
-    :param name: a key of :data:`DATASETS`.
-    :param dataset_kwargs: generation arguments (mnist1d only: :data:`MNIST1D_KNOBS`).
+    :param name: a registered name (:func:`dataset_names`) or a plug-in reference ``module:function``.
+    :param dataset_kwargs: the loader's keywords (mnist1d: :data:`MNIST1D_KNOBS`).
     :param data_dir: a folder to search first (else ``LRGYM_DATA``, then system folders).
     :param download: let torchvision download the files when they are nowhere.
     :param device: where the tensors live.
-    :raises ValueError: for an unknown name (the message lists the valid ones).
+    :raises ValueError: for an unknown name (the message lists the valid ones), a plug-in that
+        cannot be imported, fails or returns the wrong types or shapes (one line naming it).
     :raises DataNotFoundError: when the files are missing (the message says how to get them).
     """
-    dataset_info(name)
     check_dataset_kwargs(name, dataset_kwargs)
     key = (name, str(data_dir) if data_dir else None, bool(download),
            json.dumps(dataset_kwargs or {}, sort_keys=True))
@@ -344,6 +321,12 @@ def load_dataset(
 
 
 _DEVICE_CACHE: dict = {}
+
+
+def check_batch_size(dataset: Dataset, batch_size: int) -> int:
+    """``batch_size`` as an int; a training split smaller than one batch is refused."""
+    dataset.check_sizes(batch_size, 1)
+    return int(batch_size)
 
 
 def batch_index(

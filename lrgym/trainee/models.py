@@ -4,11 +4,19 @@ Every builder takes the dataset's input shape ``(channels, *spatial)`` and numbe
 classes, then its own size keywords (a task's ``model_kwargs``, e.g. ``hidden=[64, 64]``
 for the MLP; task families draw them). One-dimensional inputs (MNIST-1D, shape
 ``(1, 40)``) get the 1-D version of LeNet; ResNet-18 needs images.
+
+The builders are the built-in entries of one registry (:data:`MODEL_REGISTRY`,
+:mod:`lrgym.trainee.registry`) that ``register_model``, entry points in the
+``lrgym.models`` group and plug-in references ``module:function`` join. A plug-in builder
+is called the same way, ``build(input_shape, num_classes, **model_kwargs)`` (lists in
+``model_kwargs`` arrive as tuples), and must return an ``nn.Module`` whose output on a
+batch of inputs is ``(batch, num_classes)`` logits: checked on a probe batch of two
+zero inputs in eval mode when it is built, so that a mistake is one line naming the
+plug-in rather than a shape error deep in training.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +24,7 @@ import torch
 import torchvision
 from torch import nn
 
-from lrgym.tasks.names import unknown_name_error
+from lrgym.trainee.registry import REGISTRIES, Registry, keyword_names, unknown_keywords_error
 
 
 def mlp(input_shape: tuple[int, ...], num_classes: int, hidden: tuple[int, ...] = (256, 256)) -> nn.Module:
@@ -100,25 +108,63 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def model_keywords(name: str) -> list[str]:
-    """The size keywords model ``name`` takes (its ``model_kwargs``)."""
-    if name not in MODELS:
-        raise unknown_name_error("model", name, list(MODELS))
-    return list(inspect.signature(MODELS[name]).parameters)[2:]
+MODEL_REGISTRY = REGISTRIES["model"] = Registry("model", "lrgym.models", MODELS)
+
+
+def register_model(name: str, builder: Callable[..., nn.Module], replace: bool = False) -> None:
+    """Make ``builder`` the model ``name`` (in this process and lrgym's local workers).
+
+    :param builder: ``builder(input_shape, num_classes, **model_kwargs) -> nn.Module``
+        returning ``(batch, num_classes)`` logits; a module-level function, so that workers receive it.
+    :param replace: allow replacing an existing name (lrgym's own included).
+    """
+    MODEL_REGISTRY.register(name, builder, replace=replace)
+
+
+def model_keywords(name: str) -> list[str] | None:
+    """The size keywords model ``name`` takes (its ``model_kwargs``); ``None``: any (``**kwargs``)."""
+    return keyword_names(MODEL_REGISTRY.resolve(name), skip=2)
 
 
 def build_model(
     name: str, input_shape: tuple[int, ...], num_classes: int, **model_kwargs: Any
 ) -> nn.Module:
-    """Build trainee ``name`` with its size keywords; unknown names or keywords raise an
-    error listing the valid ones."""
-    unknown = sorted(set(model_kwargs) - set(model_keywords(name)))
-    if unknown:
-        raise ValueError(
-            f"model {name!r} takes no keyword(s) {unknown}; valid: {', '.join(model_keywords(name)) or 'none'}"
-        )
+    """Build trainee ``name`` (a registered name or a plug-in reference) with its size keywords;
+    unknown names or keywords raise an error listing the valid ones, a plug-in that fails or
+    returns something else than ``(batch, num_classes)`` logits one naming it."""
+    error = unknown_keywords_error("model", name, MODEL_REGISTRY.resolve(name), model_kwargs, skip=2)
+    if error is not None:
+        raise error
     sizes = {key: tuple(value) if isinstance(value, list) else value for key, value in model_kwargs.items()}
-    return MODELS[name](tuple(input_shape), num_classes, **sizes)
+    model = MODEL_REGISTRY.call(name, tuple(input_shape), num_classes, **sizes)
+    if not MODEL_REGISTRY.is_builtin(name):
+        _check_plugin_model(name, model, tuple(input_shape), num_classes)
+    return model
+
+
+def _check_plugin_model(name: str, model: Any, input_shape: tuple[int, ...], num_classes: int) -> None:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r} returned a {type(model).__name__}; expected a torch.nn.Module")
+    parameter = next(model.parameters(), None)
+    if parameter is None:
+        raise ValueError(f"model {name!r} has no parameters to train")
+    if not any(isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)) for module in model.modules()):
+        raise ValueError(f"model {name!r} has no nn.Linear or convolution: the state reads the last one's weights")
+    probe = torch.zeros(2, *input_shape, device=parameter.device)
+    training = model.training
+    model.eval()  # no batch-norm statistics change, no dropout draw
+    try:
+        with torch.no_grad():
+            output = model(probe)
+    except Exception as error:
+        raise ValueError(f"model {name!r} fails on inputs of shape {tuple(probe.shape)} (batch, *input_shape): "
+                         f"{type(error).__name__}: {error}") from error
+    finally:
+        model.train(training)
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, num_classes):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise ValueError(f"model {name!r} maps inputs of shape {tuple(probe.shape)} to {shape}; "
+                         f"expected logits of shape (2, {num_classes}) (batch, num_classes)")
 
 
 def final_layer(model: nn.Module) -> nn.Module:

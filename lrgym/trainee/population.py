@@ -35,9 +35,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from lrgym.trainee.data import Dataset, Split, batch_index
+from lrgym.trainee.data import Dataset, Split, batch_index, check_batch_size
 from lrgym.trainee.features import Measurement
-from lrgym.trainee.models import build_model, final_layer
+from lrgym.trainee.models import MODEL_REGISTRY, build_model, final_layer
 from lrgym.trainee.single import TestResult
 from lrgym.trainee.stacked_optim import StackedOptimizer, check_stackable
 
@@ -96,16 +96,16 @@ def population_error(task) -> str | None:
         check_stackable(task.optimizer, task.optimizer_kwargs)
     except ValueError as error:
         return str(error)
+    if not MODEL_REGISTRY.is_builtin(task.model):  # its code is the user's: stacking is not promised
+        return f"model {task.model!r} is a plug-in: populations support lrgym's own models; run it on single envs"
     with torch.device("meta"):  # only the structure matters: no memory, no weights
         probe = build_model(task.model, (1, 28, 28), 10)
     return _buffers_error(task.model) if any(True for _ in probe.buffers()) else None
 
 
 def _buffers_error(model: str) -> str:
-    return (
-        f"model {model!r} has buffers (batch-norm statistics): populations support models "
-        "without buffers (mlp, lenet); run it on single envs"
-    )
+    return (f"model {model!r} has buffers (batch-norm statistics): populations support models "
+            "without buffers (mlp, lenet); run it on single envs")
 
 
 def member_model(model: str, dataset: Dataset, seed: int) -> torch.nn.Module:
@@ -143,7 +143,7 @@ class PopulationTrainee:
         self.dataset = dataset
         self.model_name = model
         self.size = len(seeds)
-        self.batch_size = int(batch_size)
+        self.batch_size = check_batch_size(dataset, batch_size)
         self.val_size = min(int(val_size), len(dataset.validation))
         models = [member_model(model, dataset, seed) for seed in seeds]
         if any(True for _ in models[0].buffers()):

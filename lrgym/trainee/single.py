@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lrgym.tasks.optimizers import build_optimizer
-from lrgym.trainee.data import Dataset, Split, batch_index
+from lrgym.trainee.data import Dataset, Split, batch_index, check_batch_size
 from lrgym.trainee.features import Measurement, ModelMeter
 from lrgym.trainee.models import build_model, final_layer
 
@@ -73,9 +73,9 @@ class Trainee:
         device: torch.device | str = "cpu",
         model_kwargs: dict | None = None,
     ) -> None:
+        self.batch_size = check_batch_size(dataset, batch_size)
         self.device = torch.device(device)
         self.dataset = dataset
-        self.batch_size = int(batch_size)
         with torch.random.fork_rng(devices=[]):  # weights from the seed, global RNG untouched
             torch.manual_seed(seed)
             self.model = build_model(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
