@@ -280,6 +280,7 @@ def new_trainee(dataset: Dataset, task: TaskSpec, lr: float, trainee_seed: int, 
         optimizer_kwargs=task.optimizer_kwargs,
         device=device,
         model_kwargs=task.model_kwargs,
+        validation_percent=task.validation_percent,
     )
 
 
