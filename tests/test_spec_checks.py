@@ -48,7 +48,10 @@ BAD_FIELDS = [
     ("optimizer_kwargs", {"nonsense": 1}, "optimizer_kwargs {'nonsense': 1} do not fit optimizer 'adam'.*nonsense"),
     ("optimizer_kwargs", {"betas": [2.0, 0.9]}, "do not fit optimizer 'adam'.*beta"),
     ("optimizer", "rmsprop", "valid optimizers: adam, adamw, momentum"),
-    ("action", "big", "action must be one of scale, discrete, lr, residual, got 'big'"),
+    ("action", "big", "action must be one of scale, discrete, lr, residual, log_lr, got 'big'"),
+    ("validation_percent", 100, r"validation_percent must be an integer from 0 \(off\) to 99, got 100 \(int\)"),
+    ("validation_percent", 10.0, r"validation_percent must be an integer from 0 \(off\) to 99, got 10.0 \(float\)"),
+    ("validation_percent", -1, "validation_percent must be an integer from 0"),
     ("reward", 1, "reward must be one of val_loss, log_val_loss, improvement"),
     ("dataset", 3, r"dataset must be a string, got 3 \(int\)"),
 ]

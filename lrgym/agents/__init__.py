@@ -31,6 +31,7 @@ AGENT_KINDS: dict[str, str] = {
     "ppo-checkpoint": "lrgym.agents.ppo:from_checkpoint",
     "ppo": "lrgym.agents.ppo:training_recipe",
     "ppo-lstm": "lrgym.agents.ppo:training_recipe",
+    "sb3": "lrgym.agents.ppo:training_recipe",
 }
 
 

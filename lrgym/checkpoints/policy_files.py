@@ -194,6 +194,7 @@ def build_policy(facts: dict[str, Any], algorithm: type, weights: Path, device: 
     kwargs = facts.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise ValueError(f"card: policy kwargs must be a table, got {kwargs!r}")
+    kwargs = {key: value for key, value in kwargs.items() if key != "use_sde"}  # off-policy SB3 keeps it there
     try:
         policy = algorithm.policy_aliases[name](
             space_from_json(facts["observation_space"]),

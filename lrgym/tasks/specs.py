@@ -22,7 +22,7 @@ else:  # pragma: no cover
 from lrgym.tasks.names import unknown_name_error
 from lrgym.tasks.spec_checks import task_fields
 
-ACTION_MODES = ("scale", "discrete", "lr", "residual")
+ACTION_MODES = ("scale", "discrete", "lr", "residual", "log_lr")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
 FEATURES = ("xu", "scale-free")
 # Task fields added after the first release (see TaskSpec.identity).
