@@ -46,7 +46,8 @@ def main() -> None:
     for task in variants.values():
         load_dataset(task.dataset, dataset_kwargs=task.dataset_kwargs)  # generation is not episode time
 
-    wall, cpu, by_model, by_optimizer, diverged = [], [], defaultdict(list), defaultdict(list), 0
+    wall, cpu, diverged = [], [], 0
+    by_model, by_optimizer, by_batch = defaultdict(list), defaultdict(list), defaultdict(list)
     started = time.perf_counter()
     for task in tasks:
         cpu_before, wall_before = time.process_time(), time.perf_counter()
@@ -55,6 +56,7 @@ def main() -> None:
         wall.append(time.perf_counter() - wall_before)
         by_model[task.model].append(cpu[-1])
         by_optimizer[task.optimizer].append(cpu[-1])
+        by_batch[task.batch_size].append(cpu[-1])
         diverged += result.diverged
     total = time.perf_counter() - started
     print(f"{args.family} {args.instances}: {len(cpu)} episodes of {args.agent}, 1 torch thread, "
@@ -64,7 +66,7 @@ def main() -> None:
         print(f"episode {clock}: mean {statistics.mean(times):.2f} s, std {statistics.stdev(times):.2f} s; "
               f"min {quartiles[0]:.2f}, quartiles {quartiles[1]:.2f} / {quartiles[2]:.2f} / {quartiles[3]:.2f}, "
               f"max {quartiles[4]:.2f} s")
-    for label, groups in (("model", by_model), ("optimizer", by_optimizer)):
+    for label, groups in (("model", by_model), ("optimizer", by_optimizer), ("batch size", by_batch)):
         print(f"CPU time by {label}: " + ", ".join(
             f"{name} {statistics.mean(values):.2f} s (n={len(values)})" for name, values in sorted(groups.items())))
 

@@ -273,7 +273,7 @@ class ProgressBarCallback(BaseCallback):
         from tqdm import tqdm
 
         # SB3 finishes the rollout that crosses total_timesteps: count to where it really stops.
-        per_rollout = self.model.n_steps * self.training_env.num_envs
+        per_rollout = getattr(self.model, "n_steps", 1) * self.training_env.num_envs  # off-policy: 1 step
         start = self.model.num_timesteps
         total = start + -(-(self.locals["total_timesteps"] - start) // per_rollout) * per_rollout
         self.bar = tqdm(total=total, initial=start, unit="step", dynamic_ncols=True)

@@ -1,4 +1,5 @@
-"""Meta-training a learning-rate controller with Stable-Baselines3 PPO (or sb3-contrib RecurrentPPO).
+"""Meta-training a learning-rate controller with Stable-Baselines3 PPO (or sb3-contrib RecurrentPPO,
+or any SB3 algorithm a recipe names: ``algorithm = "SAC"``).
 
 Reads top to bottom: build the training environments (each trains trainees) and
 their observation normalisation, build or resume the PPO model, attach the
@@ -150,7 +151,9 @@ def train(
     extra_callbacks: list[BaseCallback] | None = None,
     backend: Backend = LOCAL,
 ) -> TrainResult:
-    """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
+    """Meta-train a controller with training recipe ``agent`` (kind ``ppo``, ``ppo-lstm`` or ``sb3``:
+    :func:`recipe_algorithm`) on ``task``. The recipe's ``[task]`` fields are not applied here:
+    ``task`` is the task as trained (``lrgym train`` applies them).
 
     :param task: a task, or a task family: trained on its train instances, selected on
         its validation instances (a family of one is its task).
@@ -253,12 +256,28 @@ def _build_model(
     if start.resume_from is not None:
         loaded = load_training_state(start.resume_from, task, env=venv, device=device)
         return loaded.model, loaded.vec_normalize
-    algorithm = dict(agent.params.get("algorithm", {}))
+    name, algorithm = recipe_algorithm(agent)
     normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
     vec_normalize = VecNormalize(venv, **normalize)
     policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
-    cls = algorithm_class(agent.kind)
+    cls = algorithm_class(agent.kind, name)
     return cls(policy, vec_normalize, seed=seed, device=device, verbose=0, **algorithm), vec_normalize
+
+
+def recipe_algorithm(agent: AgentSpec) -> tuple[str | None, dict[str, Any]]:
+    """A training recipe's SB3 class name (``None``: its kind's default) and keyword arguments.
+
+    The spec's ``algorithm`` is a table of the class's keyword arguments, with the class
+    named by its ``class`` key (``[algorithm] class = "SAC"``), or just the class name
+    (``algorithm = "SAC"``: its default arguments).
+    """
+    algorithm = agent.params.get("algorithm", {})
+    if isinstance(algorithm, str):
+        return algorithm, {}
+    if not isinstance(algorithm, dict):
+        raise ValueError(f"agent {agent.name!r}: algorithm must be a class name or a table, got {algorithm!r}")
+    kwargs = dict(algorithm)
+    return kwargs.pop("class", None), kwargs
 
 
 # ---------------------------------------------------------------------------- the checkpoint card

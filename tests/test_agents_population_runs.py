@@ -61,3 +61,11 @@ def test_agents_with_hooks_into_one_trainee_stay_on_single_envs(task):
     assert not can_run_as_population(make_agent("cosine", task), task.replace(optimizer="prodigy"))
     with pytest.raises(ValueError, match="cannot act in a population"):
         run_population_episodes([make_agent("aslr", task)], task, [0], device="cpu")
+
+
+def test_a_task_with_a_carved_validation_split_stays_on_single_envs(task):
+    carved = task.replace(validation_percent=10)  # members would read the dataset's own split
+    assert not can_run_as_population(make_agent("cosine", carved), carved)
+    assert not can_run_as_population(make_agent("dac4sgd-winner", task), task)  # it reads its trainee's epochs
+    with pytest.raises(ValueError, match="validation_percent .* is not supported by populations"):
+        run_population_episodes([make_agent("cosine", carved)], carved, [0], device="cpu")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from lrgym.trainee.data import DataNotFoundError, batch_index, load_dataset
+from lrgym.trainee.data import DataNotFoundError, batch_index, carve_validation, load_dataset
 from lrgym.trainee.file_formats import read_cifar_folder, read_idx, read_idx_folder
 
 
@@ -133,6 +133,22 @@ def test_batches_are_epoch_permutations_from_a_seeded_generator():
     assert state["epoch"] == 1
     again, _ = draw(0)
     assert all(torch.equal(a, b) for a, b in zip(batches, again))
+
+
+def test_a_validation_share_is_carved_from_the_pooled_training_set_by_the_seed():
+    dataset = load_dataset("mnist1d")
+    carved = carve_validation(dataset, 10, torch.Generator().manual_seed(0))
+    assert (len(carved.train), len(carved.validation)) == (int(9600 * 0.9), 9600 - int(9600 * 0.9))
+    assert carved.test is dataset.test
+    assert (carved.train.mean, carved.train.std) == (dataset.train.mean, dataset.train.std)
+    pooled = torch.cat([dataset.train.y, dataset.validation.y])
+    assert torch.equal(torch.cat([carved.train.y, carved.validation.y]).bincount(), pooled.bincount())  # a partition
+    again = carve_validation(dataset, 10, torch.Generator().manual_seed(0))
+    other = carve_validation(dataset, 10, torch.Generator().manual_seed(1))
+    assert torch.equal(again.validation.y, carved.validation.y)
+    assert not torch.equal(other.validation.x, carved.validation.x)
+    with pytest.raises(ValueError, match="validation_percent must be 1..99"):
+        carve_validation(dataset, 0, torch.Generator())
 
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

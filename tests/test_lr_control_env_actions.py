@@ -49,6 +49,8 @@ BAD_ACTIONS = [
     ("lr", -0.01, ValueError, "finite and >= 0, got -0.01"),
     ("lr", math.inf, ValueError, "finite and >= 0, got inf"),
     ("lr", None, TypeError, "got None"),
+    ("log_lr", math.nan, ValueError, "finite, got nan"),
+    ("log_lr", "-3", TypeError, "got '-3'"),
 ]
 
 
@@ -56,16 +58,18 @@ BAD_ACTIONS = [
 def test_a_malformed_action_is_refused_naming_the_space_and_the_input(mode, action, error, message):
     env = env_for(mode)
     env.reset(seed=0)
-    space = {"scale": r"Box\(-1.0, 1.0, \(1,\)\)", "discrete": r"Discrete\(3\)", "lr": r"Box\(1e-06, 1.0, \(1,\)\)"}
+    space = {"scale": r"Box\(-1.0, 1.0, \(1,\)\)", "discrete": r"Discrete\(3\)", "lr": r"Box\(1e-06, 1.0, \(1,\)\)",
+             "log_lr": r"Box\(log10 1e-06, log10 1.0, \(1,\)\)"}
     with pytest.raises(error, match=rf"action mode '{mode}' expects one number of {space[mode]}.*{message}"):
         env.step(action)
-    env.step(np.zeros(1, np.float32) if mode == "scale" else 1 if mode == "discrete" else 0.001)  # still usable
+    env.step({"scale": np.zeros(1, np.float32), "discrete": 1, "lr": 0.001, "log_lr": -3.0}[mode])  # still usable
 
 
 @pytest.mark.parametrize(("mode", "action"), [
     ("scale", 0.5), ("scale", [0.5]), ("scale", np.array([[0.5]], np.float32)), ("scale", 3.0),
     ("discrete", 2), ("discrete", np.int64(0)), ("discrete", np.array([1])),
     ("lr", 0.01), ("lr", [0.0]), ("lr", 50.0),
+    ("log_lr", -3.0), ("log_lr", [-9.0]), ("log_lr", 400.0),
 ])
 def test_well_formed_actions_of_any_single_element_shape_are_accepted(mode, action):
     task = env_for(mode).task
@@ -74,11 +78,11 @@ def test_well_formed_actions_of_any_single_element_shape_are_accepted(mode, acti
     assert check_action(task, action) == float(np.asarray(action).reshape(-1)[0])
 
 
-@pytest.mark.parametrize("mode", ["scale", "discrete", "lr"])
+@pytest.mark.parametrize("mode", ["scale", "discrete", "lr", "log_lr"])
 def test_step_after_the_episode_ended_tells_to_reset(mode):
     env = env_for(mode)
     env.reset(seed=0)
-    action = {"scale": [0.0], "discrete": 1, "lr": [0.001]}[mode]
+    action = {"scale": [0.0], "discrete": 1, "lr": [0.001], "log_lr": [-3.0]}[mode]
     done = False
     while not done:
         _, _, done, _, _ = env.step(action)
@@ -142,7 +146,7 @@ ANY_ACTION = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(mode=st.sampled_from(["scale", "discrete", "lr"]), action=ANY_ACTION)
+@given(mode=st.sampled_from(["scale", "discrete", "lr", "log_lr"]), action=ANY_ACTION)
 def test_any_action_is_refused_clearly_or_gives_a_finite_observation_in_the_space(mode, action):
     env = env_for(mode)
     env.reset(seed=0)
@@ -153,3 +157,13 @@ def test_any_action_is_refused_clearly_or_gives_a_finite_observation_in_the_spac
         return
     assert np.isfinite(observation).all() and env.observation_space.contains(observation)
     assert math.isfinite(reward) and env.task.lr_min <= info["lr"] <= env.task.lr_max
+
+
+def test_log_lr_actions_are_the_log10_of_the_rate_within_the_bounds():
+    env = LRControlEnv(**load_task_spec("mnist1d-mlp", **TINIEST, action="log_lr", lr_min=1e-5).to_dict(),
+                       device="cpu")
+    assert (env.action_space.low[0], env.action_space.high[0]) == (-5.0, 0.0)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step([-2.5])
+    assert info["lr"] == pytest.approx(10**-2.5)
+    assert next_lr(env.task, 0.01, -7.0) == 1e-5 and next_lr(env.task, 0.01, 3.0) == 1.0  # clipped

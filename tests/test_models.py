@@ -11,7 +11,8 @@ from lrgym.trainee.models import build_model, final_layer
 @pytest.mark.parametrize(
     "name,shape",
     [("mlp", (1, 40)), ("mlp", (1, 28, 28)), ("lenet", (1, 40)), ("lenet", (1, 28, 28)),
-     ("lenet", (3, 32, 32)), ("resnet18", (1, 28, 28)), ("resnet18", (3, 32, 32))],
+     ("lenet", (3, 32, 32)), ("resnet18", (1, 28, 28)), ("resnet18", (3, 32, 32)), ("dac-cnn", (1, 28, 28)),
+     ("dac-cnn", (3, 32, 32))],
 )
 def test_models_map_inputs_to_class_logits(name, shape):
     model = build_model(name, shape, 7)
@@ -32,7 +33,7 @@ def test_resnet18_refuses_one_dimensional_inputs():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="valid models: lenet, mlp, resnet18"):
+    with pytest.raises(ValueError, match=r"valid models: (dac-[a-z]+, )*lenet, mlp, resnet18"):
         build_model("vgg", (1, 28, 28), 10)
 
 
@@ -62,3 +63,10 @@ def test_unknown_model_kwargs_name_the_valid_ones():
 def test_a_layer_of_width_zero_is_refused_naming_the_keyword(name, kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_model(name, (1, 40), 10, **kwargs)
+
+
+def test_the_dac_cnn_needs_images_and_three_channel_counts():
+    with pytest.raises(ValueError, match="dac-cnn needs image inputs"):
+        build_model("dac-cnn", (1, 40), 10)
+    with pytest.raises(ValueError, match="dac-cnn needs three channel counts"):
+        build_model("dac-cnn", (1, 28, 28), 10, channels=[4, 8])

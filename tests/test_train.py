@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import pickle
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +15,9 @@ from stable_baselines3.common.callbacks import BaseCallback
 
 from lrgym.agents import make_agent, run_episode
 from lrgym.callbacks import periodic_checkpoints
-from lrgym.train import HELD_OUT_SEED_START, TRAINING_SEED_START, held_out_seeds
+from lrgym.checkpoints.checkpoint import algorithm_class
+from lrgym.tasks.specs import AgentSpec, load_agent_spec
+from lrgym.train import HELD_OUT_SEED_START, TRAINING_SEED_START, held_out_seeds, recipe_algorithm, train
 from lrgym.vec_env.training import TrainingSeeds
 
 from .tiny_training import tiny_agent, train_tiny
@@ -181,3 +186,68 @@ def test_cli_train_writes_the_controller(tmp_path, capsys):
     assert code == 0
     assert f"wrote {out}" in capsys.readouterr().out
     assert json.loads((out / "card.json").read_text())["timesteps"] >= 40
+
+
+def sac_recipe(**algorithm: Any) -> AgentSpec:
+    """The shipped SAC recipe, learning from its 5th decision on, no held-out evaluation."""
+    spec = load_agent_spec("sac-dac4sgd")
+    params = copy.deepcopy(spec.params)
+    params["algorithm"].update({"learning_starts": 5, "batch_size": 8, **algorithm})
+    params.update(eval_every_episodes=0, checkpoint_every_rollouts=10)
+    return dataclasses.replace(spec, params=params)
+
+
+def test_algorithms_are_named_by_class_or_fall_back_to_the_kinds_default():
+    from sb3_contrib import RecurrentPPO
+    from stable_baselines3 import PPO, SAC, TD3
+
+    assert algorithm_class("ppo") is PPO and algorithm_class("ppo-lstm") is RecurrentPPO
+    assert algorithm_class("sb3", "SAC") is SAC and algorithm_class("sb3", "stable_baselines3.TD3") is TD3
+    assert algorithm_class("ppo", "sb3_contrib.RecurrentPPO") is RecurrentPPO
+    with pytest.raises(ValueError, match="unknown algorithm 'Sac': name an SB3 algorithm class"):
+        algorithm_class("sb3", "Sac")
+    with pytest.raises(ValueError, match="stable_baselines3 or sb3_contrib classes only"):
+        algorithm_class("sb3", "os.system")
+    with pytest.raises(ValueError, match="no training algorithm for agent kind 'schedule'"):
+        algorithm_class("schedule")
+
+
+def test_a_recipe_names_its_algorithm_as_a_string_or_in_its_table():
+    spec = load_agent_spec("sac-dac4sgd")
+    assert recipe_algorithm(spec) == ("SAC", {"policy_kwargs": {"net_arch": [64, 64]}})
+    assert recipe_algorithm(dataclasses.replace(spec, params={"algorithm": "TD3"})) == ("TD3", {})
+    assert recipe_algorithm(load_agent_spec("ppo"))[0] is None
+
+
+@pytest.mark.slow
+def test_the_sac_recipe_trains_and_its_controller_acts_on_the_log_rate(tmp_path, tiny_task):
+    task = tiny_task.replace(**load_agent_spec("sac-dac4sgd").task_overrides)
+    result = train(task, sac_recipe(), tmp_path / "sac", timesteps=24, device="cpu", progress_bar=False)
+    assert result.timesteps == 24 and result.update_s > 0  # SAC updated its networks
+    card = json.loads((tmp_path / "sac" / "card.json").read_text())
+    assert card["algorithm"] == "stable_baselines3.SAC" and card["policy"]["kwargs"]["net_arch"] == [64, 64]
+    assert card["signature"]["action"] == "log_lr" and card["signature"]["lr_bounds"] == [1e-5, 1.0]
+    # Acting reads the safetensors weights, and brings the log-rate action and its bounds to another task.
+    agent = make_agent(f"ppo:{tmp_path / 'sac'}", tiny_task)
+    assert agent.task_overrides["action"] == "log_lr" and agent.task_overrides["lr_min"] == 1e-5
+    rates = [row.lr for row in run_episode(agent, tiny_task, seed=0).trajectory]
+    assert len(rates) == 4 and all(1e-5 <= rate <= 1.0 for rate in rates)
+
+
+@pytest.mark.slow
+def test_cli_train_applies_the_recipes_task_fields_and_set_wins(tmp_path):
+    from lrgym.cli import main
+
+    out = tmp_path / "cli-sac"
+    assert main([
+        "train", "mnist1d-mlp", "--agent", "sac-dac4sgd", "--timesteps", "8", "--out", str(out), "--no-progress",
+        "--device", "cpu", "--set", "steps=8", "--set", "interval=2", "--set", "val_size=50", "--set", "lr_min=1e-4",
+    ]) == 0
+    trained_on = json.loads((out / "card.json").read_text())["task"]
+    assert (trained_on["action"], trained_on["reward"], trained_on["lr_min"]) == ("log_lr", "terminal", 1e-4)
+
+
+def test_lrgym_train_refuses_an_agent_that_is_not_a_training_recipe():
+    from lrgym.cli import main
+
+    assert main(["train", "mnist1d-mlp", "--agent", "constant"]) == 2

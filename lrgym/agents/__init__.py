@@ -27,9 +27,11 @@ AGENT_KINDS: dict[str, str] = {
     "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",
     "step-grid-family": "lrgym.agents.step_grid_family:make_step_grid_family_agent",
     "hypergradient": "lrgym.agents.hypergradient:make_hypergradient_agent",
+    "dac4sgd-winner": "lrgym.agents.dac4sgd_winner:make_dac4sgd_winner_agent",
     "ppo-checkpoint": "lrgym.agents.ppo:from_checkpoint",
     "ppo": "lrgym.agents.ppo:training_recipe",
     "ppo-lstm": "lrgym.agents.ppo:training_recipe",
+    "sb3": "lrgym.agents.ppo:training_recipe",
 }
 
 

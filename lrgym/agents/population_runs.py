@@ -33,7 +33,8 @@ def can_run_as_population(agent: Any, task: TaskSpec) -> bool:
     if not population_capable(agent):
         return False
     overrides = dict(getattr(agent, "task_overrides", None) or {})
-    return population_error(task.replace(**overrides)) is None
+    task = task.replace(**overrides)
+    return population_error(task) is None and not task.validation_percent  # see PopulationEnv
 
 
 def run_population_episodes(

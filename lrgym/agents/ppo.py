@@ -82,14 +82,17 @@ class PPOAgent:
 
 def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
     """The task fields a controller brings wherever it acts: the observation it was trained on
-    (``features``), its action mode and, for a ``residual`` controller, the base schedule it
-    corrects. Other fields (budget, interval, ``lr_scale``, reward) stay the task's own."""
+    (``features``), its action mode, for a ``residual`` controller the base schedule it corrects,
+    and for absolute rates (``lr``, ``log_lr``) the bounds its action space spans. Other fields
+    (budget, interval, ``lr_scale``, reward) stay the task's own."""
     trained_on = card["task"]
     overrides: dict[str, Any] = {
         "features": trained_on.get("features", "xu"), "action": card["signature"]["action"],
     }
     if trained_on.get("base_schedule") is not None:
         overrides["base_schedule"] = trained_on["base_schedule"]
+    if "lr_bounds" in card["signature"]:
+        overrides["lr_min"], overrides["lr_max"] = card["signature"]["lr_bounds"]
     return overrides
 
 

@@ -71,11 +71,14 @@ SECURITY_NOTE = (
     "model.*.zip and vecnormalize.*.pkl are SB3 pickles read only by `lrgym train --resume`: resume only "
     "your own runs."
 )
-# agent spec kind -> the SB3 class that trains it (module, class name)
+# agent spec kind (a training recipe) -> the SB3 class that trains it unless the spec names
+# another in ``algorithm`` (module, class name)
 ALGORITHMS = {
     "ppo": ("stable_baselines3", "PPO"),
     "ppo-lstm": ("sb3_contrib", "RecurrentPPO"),
+    "sb3": ("stable_baselines3", "PPO"),
 }
+ALGORITHM_MODULES = ("stable_baselines3", "sb3_contrib")  # where an ``algorithm`` name is looked up
 _PACKAGES = ("lrgym", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "numpy", "safetensors")
 
 
@@ -89,7 +92,7 @@ def space_signature(task: TaskSpec) -> dict[str, Any]:
     transferred across them.
     """
     signature: dict[str, Any] = {"features": list(FEATURE_SETS[task.features]), "action": task.action}
-    if task.action == "lr":
+    if task.action in ("lr", "log_lr"):
         signature["lr_bounds"] = [task.lr_min, task.lr_max]
     return signature
 
@@ -301,14 +304,32 @@ def export_for_acting(folder: str | Path, out: str | Path) -> Path:
     return out
 
 
-def algorithm_class(kind: str) -> type:
-    """The SB3 class that trains agent kind ``kind`` (``ppo`` or ``ppo-lstm``)."""
+def algorithm_class(kind: str, name: str | None = None) -> type:
+    """The SB3 class that trains agent kind ``kind`` (a key of :data:`ALGORITHMS`).
+
+    :param name: an algorithm class of stable_baselines3 or sb3_contrib (``SAC``,
+        ``sb3_contrib.TQC``, as a card records it: ``stable_baselines3.SAC``); ``None``: the kind's default.
+    """
     import importlib
+
+    from stable_baselines3.common.base_class import BaseAlgorithm
 
     if kind not in ALGORITHMS:
         raise ValueError(f"no training algorithm for agent kind {kind!r}; known: {', '.join(ALGORITHMS)}")
-    module, name = ALGORITHMS[kind]
-    return getattr(importlib.import_module(module), name)
+    module_name, _, class_name = (".".join(ALGORITHMS[kind]) if name is None else str(name)).rpartition(".")
+    if module_name and module_name not in ALGORITHM_MODULES:
+        raise ValueError(f"algorithm {name!r}: lrgym trains with {' or '.join(ALGORITHM_MODULES)} classes only")
+    for module in [module_name] if module_name else ALGORITHM_MODULES:
+        found = getattr(importlib.import_module(module), class_name, None)
+        if isinstance(found, type) and issubclass(found, BaseAlgorithm):
+            return found
+    raise ValueError(f"unknown algorithm {name!r}: name an SB3 algorithm class, e.g. PPO, A2C, SAC, TD3 "
+                     "(stable_baselines3) or RecurrentPPO, TQC (sb3_contrib)")
+
+
+def card_algorithm(card: dict[str, Any]) -> type:
+    """The SB3 class that trained the controller of ``card`` (its ``algorithm``, else its agent kind's default)."""
+    return algorithm_class(card["agent"]["kind"], card.get("algorithm"))
 
 
 @dataclass
@@ -344,7 +365,7 @@ def load_acting_policy(folder: str | Path, task: TaskSpec | None = None, device:
     statistics = read_json(normalization_path, "observation statistics (JSON)")
     normalizer = ObservationNormalizer.from_json(statistics, normalization_path)
     try:
-        algorithm = algorithm_class(card["agent"]["kind"])
+        algorithm = card_algorithm(card)
     except ValueError as error:
         raise ValueError(f"{folder / CARD_FILE}: {error}") from None
     policy = build_policy(card["policy"], algorithm, card_file(folder, card, "policy"), device=device,
@@ -377,6 +398,6 @@ def load_training_state(folder: str | Path, task: TaskSpec, env: Any, device: st
     with open(card_file(folder, card, "vecnormalize"), "rb") as handle:
         vec_normalize = pickle.load(handle)  # resume only: see the docstring
     vec_normalize.set_venv(env)
-    cls = algorithm_class(card["agent"]["kind"])
+    cls = card_algorithm(card)
     model = cls.load(card_file(folder, card, "model"), env=vec_normalize, device=device)
     return TrainingState(model=model, vec_normalize=vec_normalize, card=card, folder=folder)

@@ -218,6 +218,7 @@ def build_policy(
     kwargs = facts.get("kwargs", {})
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where}: policy kwargs must be a table, got {kwargs!r:.80}")
+    kwargs = {key: value for key, value in kwargs.items() if key != "use_sde"}  # off-policy SB3 keeps it there
     spaces_of = [space_from_json(facts[key], f"{where}: policy.{key}") for key in ("observation_space", "action_space")]
     policy_class = algorithm.policy_aliases[name]
     arguments = (*spaces_of, lambda _: 0.0)  # the learning rate of an optimizer that acting never steps

@@ -1,10 +1,11 @@
-"""``lrgym train TASK``: meta-train a controller with PPO and save it as a checkpoint folder."""
+"""``lrgym train TASK``: meta-train a controller (PPO, or a recipe's SB3 algorithm); save it as a checkpoint folder."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from lrgym.checkpoints.checkpoint import ALGORITHMS
 from lrgym.commands.common import (
     TASK_HELP,
     add_task_arguments,
@@ -18,7 +19,8 @@ from lrgym.tasks.family import load_family
 from lrgym.tasks.specs import is_spec_path, load_agent_spec, project_root
 from lrgym.train import train
 
-HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
+HELP = ("meta-train a learning-rate controller with PPO (or the SB3 algorithm a recipe names) on a task or a "
+        "task family; save it with its model card")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--agent", default="ppo",
-        help="training recipe: ppo (MLP actor), ppo-lstm (LSTM actor), or the path of a recipe TOML file"
+        help="training recipe: ppo (MLP actor), ppo-lstm (LSTM actor), sac-dac4sgd (SAC), ..., or the path of "
+             "a recipe TOML file"
     )
     parser.add_argument(
         "--timesteps", type=positive_int, default=None,
@@ -61,10 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     where = backend(args)  # its threads (--threads) are pinned by train(), here and in every env
-    task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
-    if agent.kind not in ("ppo", "ppo-lstm"):
-        raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs ppo or ppo-lstm")
+    if agent.kind not in ALGORITHMS:
+        raise ValueError(f"--agent {args.agent!r} has kind {agent.kind!r}; lrgym train needs a training recipe "
+                         f"of kind {', '.join(ALGORITHMS)}")
+    # The recipe's [task] fields (e.g. SAC's log-rate action), then --set, which wins.
+    overrides = {**agent.task_overrides, **parse_overrides(args.overrides)}
+    task = load_family(args.task, **overrides)  # a single task: a family of one
     root = Path.cwd() if is_spec_path(args.task) else project_root()  # a user's own task: not into lrgym's folder
     out = str(out_dir(args.out or root / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
@@ -82,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.wall_time_s:.0f} s wall ({result.session_time_s:.0f} s this session)")
     if busy > 0:
         print(f"this session: {result.rollout_s / busy:.0%} collecting experience (trainee training), "
-              f"{result.update_s / busy:.0%} PPO updates, {result.evaluation_s / busy:.0%} held-out evaluation")
+              f"{result.update_s / busy:.0%} policy updates, {result.evaluation_s / busy:.0%} held-out evaluation")
     if result.best_score is not None:
         print(f"best held-out score (mean best validation loss): {result.best_score:.4f} "
               f"at {result.best_timesteps} timesteps")

@@ -44,12 +44,14 @@ def check_action(task: TaskSpec, action: Any) -> float:
     Accepted: one real number in any shape that holds exactly one (``0.5``, ``[0.5]``,
     ``np.array([[0.5]])``). ``scale`` and ``residual``: finite (finite values outside [-1, 1] are clipped, as
     SB3 clips a policy's actions); ``discrete``: an integer type, 0, 1 or 2; ``lr``: finite and
-    >= 0 (rates below ``lr_min``, 0 included, become ``lr_min``, as a schedule decaying to 0 asks).
+    >= 0 (rates below ``lr_min``, 0 included, become ``lr_min``, as a schedule decaying to 0 asks);
+    ``log_lr``: finite (the rate ``10 ** value``, clipped to the bounds).
 
     :raises TypeError: not a real number (None, a string, a bool, an object).
     :raises ValueError: not exactly one element, or a value outside the space.
     """
-    space = {"scale": "Box(-1.0, 1.0, (1,))", "residual": "Box(-1.0, 1.0, (1,))", "discrete": "Discrete(3)"}.get(
+    space = {"scale": "Box(-1.0, 1.0, (1,))", "residual": "Box(-1.0, 1.0, (1,))", "discrete": "Discrete(3)",
+             "log_lr": f"Box(log10 {task.lr_min}, log10 {task.lr_max}, (1,))"}.get(
         task.action, f"Box({task.lr_min}, {task.lr_max}, (1,))")
     expected = f"action mode {task.action!r} expects one number of {space}"
     try:
@@ -72,7 +74,7 @@ def check_action(task: TaskSpec, action: Any) -> float:
 
 
 def next_lr(task: TaskSpec, lr: float, action: Any) -> float:
-    """The rate after ``action`` in ``task``'s action mode (``scale``, ``discrete``, ``lr``), clipped.
+    """The rate after ``action`` in ``task``'s action mode (``scale``, ``discrete``, ``lr``, ``log_lr``), clipped.
 
     The one rule for the environment and for a controller driving a plain training loop.
     The ``residual`` mode depends on the step as well: see :meth:`EpisodeTracker.decide`.
@@ -86,6 +88,8 @@ def _rate_after(task: TaskSpec, lr: float, value: float) -> float:
         lr = lr * task.lr_scale ** float(np.clip(value, -1.0, 1.0))
     elif task.action == "discrete":
         lr = lr * task.lr_scale ** (int(value) - 1)
+    elif task.action == "log_lr":
+        lr = 10.0 ** min(value, math.log10(task.lr_max))  # no overflow: clipped to lr_max below anyway
     else:
         lr = value
     return clip_lr(task, lr)
@@ -200,7 +204,7 @@ class EpisodeTracker:
 
     def _action_value(self, value: float) -> float:
         """The checked action on the [-1, 1] scale the ``previous_action`` feature reports."""
-        if self.task.action == "lr":
+        if self.task.action in ("lr", "log_lr"):
             return 0.0  # absolute rates: the rate features say it all
         return float(np.clip(value, -1.0, 1.0)) if self.task.action == "scale" else float(int(value) - 1)
 

@@ -97,7 +97,7 @@ class LRControlEnv(gym.Env):
     | 8     | log_lr_multiplier        | log(rate / do-nothing rate: the initial one, or the base schedule's) |
     | 9     | log10_lr                 | log10 of the rate in force (the interval's first step)       |
     | 10    | budget_fraction          | trainee steps done / ``steps``, in [0, 1]                    |
-    | 11    | previous_action          | the last action on [-1, 1] (``discrete``: -1, 0, 1; ``lr``: 0) |
+    | 11    | previous_action          | the last action on [-1, 1] (``discrete``: -1, 0, 1; ``lr``, ``log_lr``: 0) |
 
     Losses enter only as ratios, parameters only as a ratio and a cosine: multiplying
     every loss (or every weight) by a constant leaves indices 0-7 unchanged.
@@ -108,6 +108,8 @@ class LRControlEnv(gym.Env):
     - ``scale`` (default): ``Box(-1, 1, (1,))``; ``lr <- lr * lr_scale**a``.
     - ``discrete``: ``Discrete(3)``; 0, 1, 2 multiply the rate by 1/lr_scale, 1, lr_scale.
     - ``lr``: ``Box(lr_min, lr_max, (1,))``; the absolute learning rate (heuristic agents).
+    - ``log_lr``: ``Box(log10(lr_min), log10(lr_max), (1,))``; ``lr <- 10**a``: the absolute rate on
+      a log scale, as the DAC4SGD competition's RL baseline acted (``agents/sac-dac4sgd.toml``).
     - ``residual``: ``Box(-1, 1, (1,))``; the rate of step t is
       ``base(t) * lr_scale**(a_1 + ... + a_k)``, where ``base`` is the task's
       ``base_schedule`` (a tuned step decay, run by ``torch.optim.lr_scheduler.StepLR``)
@@ -265,6 +267,9 @@ def action_space(task: TaskSpec) -> spaces.Space:
         return spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
     if task.action == "discrete":
         return spaces.Discrete(3)
+    if task.action == "log_lr":
+        return spaces.Box(np.float32(math.log10(task.lr_min)), np.float32(math.log10(task.lr_max)), (1,),
+                          dtype=np.float32)
     return spaces.Box(np.float32(task.lr_min), np.float32(task.lr_max), (1,), dtype=np.float32)
 
 
@@ -281,6 +286,7 @@ def new_trainee(dataset: Dataset, task: TaskSpec, lr: float, trainee_seed: int, 
         optimizer_kwargs=task.optimizer_kwargs,
         device=device,
         model_kwargs=task.model_kwargs,
+        validation_percent=task.validation_percent,
     )
 
 

@@ -72,6 +72,9 @@ class PopulationEnv:
         self.size = int(size)
         self.task = TaskSpec(**spec_fields)
         check_stackable(self.task.optimizer, self.task.optimizer_kwargs)
+        if self.task.validation_percent:  # members would silently use the dataset's own split
+            raise ValueError("validation_percent (a validation split carved per seed) is not supported by "
+                             "populations: run the task on single envs")
         self.device = resolve_device(device)
         self.dataset = load_dataset(self.task.dataset, data_dir=data_dir, download=download, device=self.device)
         self.dataset.check_sizes(self.task.batch_size, self.task.val_size)

@@ -14,7 +14,12 @@ value is a *distribution*:
 - a range table ``{low, high, log = false, integer = false}``: uniform, or log-uniform
   with ``log = true``; ``integer = true`` draws whole numbers in ``[low, high]``;
 - a list table ``{length = <distribution>, each = <distribution>}``: a list of ``length``
-  independent draws of ``each`` (an MLP's hidden widths).
+  independent draws of ``each`` (an MLP's hidden widths);
+- compound tables (:mod:`lrgym.tasks.compound_draws`): ``{probability, then, else}`` (a draw
+  made with a probability; plain-table branches are drawn key by key), ``{items}`` (a
+  different distribution per position), ``{one_minus}``, ``{base, exponent}``,
+  ``{choose, weights}`` (a weighted choice), and ``rounding = "nearest"`` on an integer
+  range (ConfigSpace's integer sampling).
 
 ``model_kwargs`` and ``dataset_kwargs`` are keyed by the model / dataset name:
 ``[model_kwargs.mlp]`` is drawn only for instances whose model is ``mlp`` (each of its
@@ -56,6 +61,14 @@ from typing import Any
 
 import numpy as np
 
+from lrgym.tasks.compound_draws import (
+    check_compound,
+    check_rounding,
+    compound_kind,
+    describe_compound,
+    draw_compound,
+    nearest_integer,
+)
 from lrgym.tasks.family_checks import check_range, instance_positions, instance_ranges
 from lrgym.tasks.family_checks import decisions as check_decisions
 from lrgym.tasks.names import unknown_name_error
@@ -77,7 +90,7 @@ from lrgym.tasks.specs import (
 SPLITS = ("train", "validation", "test")
 FAMILY_KEYS = ("decisions", "initial_lr")  # drawn like fields, then turned into fields
 CONDITIONAL = {"model_kwargs": "model", "dataset_kwargs": "dataset"}  # sub-table -> keyed by
-RANGE_KEYS = {"low", "high", "log", "integer"}
+RANGE_KEYS = {"low", "high", "log", "integer", "rounding"}
 LIST_KEYS = {"length", "each"}
 SIGNIFICANT_DIGITS = 4
 # Columns that describe an instance in results.csv and in the env's info.
@@ -108,10 +121,18 @@ def check_distribution(value: Any, where: str) -> None:
                 f"{where}: a range needs low and high (optional log, integer), got keys {sorted(value)}"
             )
         check_range(value, where)
+        check_rounding(value, where)
         return
     if is_list_distribution(value):
         check_distribution(value["length"], f"{where}.length")
         check_distribution(value["each"], f"{where}.each")
+    elif compound_kind(value) is not None:
+        check_compound(value, where, check_distribution, is_distribution)
+
+
+def is_distribution(value: Any) -> bool:
+    """Whether ``value`` is a range, a list table or a compound table (not a plain value or table)."""
+    return is_range(value) or is_list_distribution(value) or compound_kind(value) is not None
 
 
 def _round(value: float) -> float:
@@ -126,6 +147,8 @@ def draw(distribution: Any, rng: np.random.Generator) -> Any:
         low, high = distribution["low"], distribution["high"]
         log, integer = bool(distribution.get("log", False)), bool(distribution.get("integer", False))
         if integer:
+            if distribution.get("rounding") == "nearest":
+                return nearest_integer(low, high, log, rng)
             if not log:
                 return int(rng.integers(int(low), int(high) + 1))
             value = math.exp(rng.uniform(math.log(low), math.log(high + 1)))
@@ -135,6 +158,8 @@ def draw(distribution: Any, rng: np.random.Generator) -> Any:
         return _round(rng.uniform(low, high))
     if is_list_distribution(distribution):
         return [draw(distribution["each"], rng) for _ in range(int(draw(distribution["length"], rng)))]
+    if compound_kind(distribution) is not None:
+        return draw_compound(distribution, rng, draw, is_distribution)
     return _copy(distribution)
 
 
@@ -149,10 +174,12 @@ def describe(distribution: Any) -> str:
                           for item in distribution)
     if is_range(distribution):
         kind = ("log-" if distribution.get("log") else "") + "uniform" + (
-            " int" if distribution.get("integer") else "")
+            " int" if distribution.get("integer") else "") + (" rounded" * (distribution.get("rounding") == "nearest"))
         return f"{distribution['low']:g}..{distribution['high']:g} {kind}"
     if is_list_distribution(distribution):
         return f"[{describe(distribution['length'])}] x ({describe(distribution['each'])})"
+    if compound_kind(distribution) is not None:
+        return describe_compound(distribution, describe)
     if isinstance(distribution, Mapping):
         return _inline(distribution)
     return f"{distribution:g}" if isinstance(distribution, float) else str(distribution)
@@ -199,7 +226,7 @@ class TaskFamily:
             if key in CONDITIONAL and isinstance(value, Mapping) and not self.single:
                 for option, entry in value.items():
                     check_distribution(entry, f"family {self.name!r} {key}.{option}")
-                    if isinstance(entry, Mapping) and not is_range(entry):
+                    if isinstance(entry, Mapping) and not is_distribution(entry):
                         for name, sub in entry.items():
                             check_distribution(sub, f"family {self.name!r} {key}.{option}.{name}")
             elif not self.single:
@@ -282,7 +309,7 @@ class TaskFamily:
             option = values.get(keyed_by, "")
             entry = self.distributions[key].get(option, {})
             stream = field_stream(self.name, index, f"{key}.{option}")
-            if isinstance(entry, Mapping) and not is_range(entry):
+            if isinstance(entry, Mapping) and not is_distribution(entry):
                 values[key] = {name: draw(sub, stream) for name, sub in entry.items()}
             else:
                 values[key] = draw(entry, stream)

@@ -33,6 +33,13 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def percent(name: str, value: Any) -> int:
+    """A whole percentage 0..99 (0: off)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= 99:
+        raise ValueError(f"{name} must be an integer from 0 (off) to 99, got {_shown(value)}")
+    return int(value)
+
+
 def finite_number(name: str, value: Any) -> float:
     """A finite real number (int or float; ``bool`` and strings are refused)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -183,6 +190,7 @@ def task_fields(
         "features": lambda name, value: one_of(name, value, features),
         "base_schedule": base_schedule,
         "batch_size": positive_int, "steps": positive_int, "interval": positive_int, "val_size": positive_int,
+        "validation_percent": percent,
         "initial_lrs": rate_list,
         "lr_min": positive_number, "lr_max": positive_number, "lr_scale": finite_number,
         "divergence_loss": positive_number,

@@ -28,11 +28,11 @@ from lrgym.tasks.names import unknown_name_error
 from lrgym.tasks.plugins import anchor_references
 from lrgym.tasks.spec_checks import task_fields
 
-ACTION_MODES = ("scale", "discrete", "lr", "residual")
+ACTION_MODES = ("scale", "discrete", "lr", "residual", "log_lr")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
 FEATURES = ("xu", "scale-free")
 # Task fields added after the first release (see TaskSpec.identity).
-LATER_FIELDS = ("model_kwargs", "dataset_kwargs", "features", "base_schedule")
+LATER_FIELDS = ("model_kwargs", "dataset_kwargs", "features", "base_schedule", "validation_percent")
 # Rewards and actions that need the task's ``base_schedule`` (a step-grid choice).
 NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
@@ -79,6 +79,10 @@ class TaskSpec:
     lr_min: float = 1e-6
     lr_max: float = 1.0
     val_size: int = 1000  # fixed validation subset drawn once per episode
+    # 0: the dataset's own validation split. 1..99: that percentage of the official
+    # training set (train and validation pooled) is held out for validation instead,
+    # carved anew from each episode's seed (the DAC4SGD generator's validation share).
+    validation_percent: int = 0
     action: str = "scale"
     lr_scale: float = 1.05  # m: scale action lr <- lr * m^a, discrete {1/m, 1, m}
     reward: str = "val_loss"

@@ -329,6 +329,34 @@ def check_batch_size(dataset: Dataset, batch_size: int) -> int:
     return int(batch_size)
 
 
+def carve_validation(dataset: Dataset, percent: int, generator: torch.Generator) -> Dataset:
+    """``dataset`` with ``percent`` % of its official training set held out for validation.
+
+    The train and validation splits are pooled (together the official training set) and
+    split again by a random permutation drawn with ``generator``: the training split keeps
+    ``int(pooled * (1 - percent / 100))`` examples (the DAC4SGD generator's rule), the rest
+    is the validation split. The test split and the normalisation statistics are unchanged.
+
+    :param percent: 1..99.
+    """
+    if not 1 <= int(percent) <= 99:
+        raise ValueError(f"validation_percent must be 1..99 to carve a validation split, got {percent}")
+    x = torch.cat([dataset.train.x, dataset.validation.x])
+    y = torch.cat([dataset.train.y, dataset.validation.y])
+    train_size = int(len(y) * (1 - int(percent) / 100))
+    order = torch.randperm(len(y), generator=generator, device=generator.device).to(y.device)
+    train_index, val_index = order[:train_size], order[train_size:]
+    train, validation = dataset.train, dataset.validation
+    return Dataset(
+        dataset.name,
+        Split(x[train_index], y[train_index], train.mean, train.std),
+        Split(x[val_index], y[val_index], validation.mean, validation.std),
+        dataset.test,
+        dataset.input_shape,
+        dataset.num_classes,
+    )
+
+
 def batch_index(
     size: int, batch_size: int, generator: torch.Generator, state: dict
 ) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Trainee architectures: an MLP, LeNet-5 (the source paper's CNN) and ResNet-18.
+"""Trainee architectures: an MLP, LeNet-5 (the source paper's CNN), ResNet-18 and the DAC4SGD CNN.
 
 Every builder takes the dataset's input shape ``(channels, *spatial)`` and number of
 classes, then its own size keywords (a task's ``model_kwargs``, e.g. ``hidden=[64, 64]``
@@ -90,6 +90,35 @@ def lenet(
     )
 
 
+def dac_cnn(
+    input_shape: tuple[int, ...], num_classes: int, channels: tuple[int, int, int] = (8, 23, 255)
+) -> nn.Module:
+    """The DAC4SGD competition generator's CNN (automl/DAC4SGD ``generators.py`` at 5c13047,
+    ``_random_feature_extractor`` and ``_random_mnist_model``).
+
+    conv(c1, 3x3) -> pool -> conv(c2, 3x3) -> pool -> conv(c3, 3x3) -> ReLU -> fc classes: no
+    padding, no activation after the first two convolutions (as in the generator). The
+    generator's final ``LogSoftmax`` is left out: lrgym's cross-entropy on the logits is its
+    negative log-likelihood loss on log-probabilities (``log_softmax`` of log-probabilities
+    changes nothing). Its MLP is :func:`mlp` with two hidden layers.
+
+    :param channels: the three convolutions' output channels (the generator draws 2..8, 6..23, 32..255).
+    """
+    if len(channels) != 3:
+        raise ValueError(f"dac-cnn needs three channel counts, got {channels}")
+    if len(input_shape) != 3:
+        raise ValueError(f"dac-cnn needs image inputs (C, H, W), got input shape {input_shape}")
+    features = nn.Sequential(
+        nn.Conv2d(input_shape[0], channels[0], 3), nn.MaxPool2d(2),
+        nn.Conv2d(channels[0], channels[1], 3), nn.MaxPool2d(2),
+        nn.Conv2d(channels[1], channels[2], 3), nn.ReLU(),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = features(torch.zeros(1, *input_shape)).shape[1]
+    return nn.Sequential(features, nn.Linear(flat, num_classes))
+
+
 def resnet18(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     """torchvision's ResNet-18 adapted to small images: 3x3 stride-1 stem, no max-pool."""
     channels, *spatial = input_shape
@@ -105,6 +134,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp,
     "lenet": lenet,
     "resnet18": resnet18,
+    "dac-cnn": dac_cnn,
 }
 
 

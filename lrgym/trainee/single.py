@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from lrgym.tasks.optimizers import build_optimizer
-from lrgym.trainee.data import Dataset, Split, batch_index, check_batch_size
+from lrgym.trainee.data import Dataset, Split, batch_index, carve_validation, check_batch_size
 from lrgym.trainee.features import Measurement, ModelMeter
 from lrgym.trainee.models import build_model, final_layer
 
@@ -58,6 +58,8 @@ class Trainee:
     :param dataset: splits on the training device (see :func:`lrgym.trainee.data.load_dataset`).
     :param seed: the episode seed; model weights, batch order and the validation
         subset each get their own stream derived from it.
+    :param validation_percent: 0, or the share of the official training set held out for
+        validation, carved from the seed (:func:`lrgym.trainee.data.carve_validation`).
     """
 
     def __init__(
@@ -72,9 +74,12 @@ class Trainee:
         optimizer_kwargs: dict | None = None,
         device: torch.device | str = "cpu",
         model_kwargs: dict | None = None,
+        validation_percent: int = 0,
     ) -> None:
         self.batch_size = check_batch_size(dataset, batch_size)
         self.device = torch.device(device)
+        if validation_percent:  # a validation share of the training set, carved from the seed
+            dataset = carve_validation(dataset, validation_percent, torch.Generator().manual_seed(seed + 3))
         self.dataset = dataset
         with torch.random.fork_rng(devices=[]):  # weights from the seed, global RNG untouched
             torch.manual_seed(seed)
