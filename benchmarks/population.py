@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from lrgym.runners.backend import single_thread
+from lrgym.runners.backend import pin_threads
 
 
 def _peak_mb() -> float:
@@ -84,7 +84,7 @@ def in_processes(function, argument_lists: list[tuple]) -> tuple[float, float, f
 
     Rates over the slowest process: the work is done when the last process is."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(len(argument_lists), mp_context=context, initializer=single_thread) as pool:
+    with ProcessPoolExecutor(len(argument_lists), mp_context=context, initializer=pin_threads) as pool:
         results = list(pool.map(function, *zip(*argument_lists, strict=True)))
     steps = sum(r[2] for r in results)
     return steps / max(r[1] for r in results), steps / max(r[0] for r in results), sum(r[3] for r in results)

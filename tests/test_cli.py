@@ -89,6 +89,8 @@ MISTAKES = [
     (["evaluate", "mnist1d-mlp", "--agents", "constant", "--ray-timeout", "0"],
      "--ray-timeout: expected a number of seconds > 0, got '0'"),
     (["episode", "mnist1d-mlp", "--threads", "0"], "--threads: expected an integer >= 1, got 0"),
+    (["episode", "mnist1d-mlp", "--set", "base_schedule=@{bad_json}"],
+     "--set base_schedule=@FILE: {bad_json}: not JSON"),
 ]
 
 

@@ -71,8 +71,7 @@ def parse_overrides(items: list[str]) -> dict:
     ``FIELD=@FILE.json`` reads the value from a JSON file, e.g. a step-grid choice written by
     ``lrgym tune`` as the ``base_schedule`` of a residual controller.
     """
-    import json
-
+    from lrgym.checkpoints.file_checks import read_json
     from lrgym.tasks.specs import tomllib
 
     overrides = {}
@@ -84,10 +83,10 @@ def parse_overrides(items: list[str]) -> dict:
             path = Path(value[1:])
             if not path.is_file():
                 raise ValueError(f"--set {key}=@FILE: no file {path}")
-            try:
-                overrides[key.strip()] = json.loads(path.read_text())
-            except json.JSONDecodeError as error:
-                raise ValueError(f"--set {key}=@{path}: not JSON ({error})") from error
+            try:  # bounded, UTF-8, nesting the parser can take: one line naming the file otherwise
+                overrides[key.strip()] = read_json(path, "JSON")
+            except ValueError as error:
+                raise ValueError(f"--set {key}=@FILE: {error}") from None
             continue
         try:
             overrides[key.strip()] = tomllib.loads(f"v = {value}")["v"]

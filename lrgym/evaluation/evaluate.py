@@ -9,8 +9,9 @@ The files it becomes (results.csv, summary.md, figures) are written by
 
 Runs are spread over worker processes, or Ray tasks, by :func:`lrgym.runners.pool.run_placed`
 (the backend decides; spawn context: CUDA and a forked torch do not mix); each worker
-uses one torch thread, loads each dataset once (``lrgym.trainee.data`` caches it per process)
-and builds each agent once, then reuses it for every seed it is given. Each result row
+runs on ``--threads`` torch threads (1 by default; each row records them), loads each
+dataset once (``lrgym.trainee.data`` caches it per process) and builds each agent once,
+then reuses it for every seed it is given. Each result row
 records the node it ran on (``node``); nothing else depends on where it ran.
 """
 

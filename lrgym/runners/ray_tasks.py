@@ -5,7 +5,7 @@ scheduling, the retries and the data movement; lrgym adds no scheduler, queue or
 protocol of its own. What it does add:
 
 - **one task per run** asking for one CPU, and ``gpu_fraction`` of a GPU when the run
-  trains on CUDA; the task body is the local backend's (one torch thread, the same
+  trains on CUDA; the task body is the local backend's (``--threads`` torch threads, the same
   function and arguments), so the results are the same;
 - **retries for lost workers only**: a worker process or node that dies mid-run is
   retried by Ray (``max_retries``) from the same arguments, so the sweep completes with
