@@ -20,9 +20,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 
-from lrgym.agents.base import run_episode
-from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
+from lrgym.agents.population_runs import run_agent_jobs
 from lrgym.agents.ppo import PPOAgent
+from lrgym.checkpoints.policy_files import ObservationNormalizer
 from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.tasks.specs import TaskSpec
 
@@ -84,6 +84,8 @@ class EpisodeLogCallback(BaseCallback):
             if not done:
                 continue
             self.progress.episodes += 1
+            if info.get("TimeLimit.truncated"):  # cut when its family population's round ended: no outcome
+                continue
             log_scalars(self, {
                 "episode/return": info["episode"]["r"],  # added by the Monitor wrapper
                 "episode/final_val_loss": _loss_or_penalty(info.get("val_loss"), self.divergence_loss),
@@ -106,7 +108,8 @@ class HeldOutEvalCallback(BaseCallback):
     :param runs: the (task, episode seed) pairs, the same at every evaluation.
     :param env_options: ``device``, ``data_dir``, ``download`` of the envs, built once per task.
     :param population: run the runs of each task as one population (lrgym.agents.population_runs)
-        when the task allows it (training on populations does).
+        when the task allows it, and on the training env's worker processes when it has them
+        (training on populations does).
     """
 
     def __init__(
@@ -126,14 +129,7 @@ class HeldOutEvalCallback(BaseCallback):
         self.save_best = save_best
         self.seconds = 0.0  # time spent evaluating, kept out of the rollout time by PhaseTimerCallback
         self.population = population
-        self._envs: dict[str, LRControlEnv] = {}
-
-    def env(self, task: TaskSpec) -> LRControlEnv:
-        """The env of ``task``, built on first use and kept (a family has one per validation instance)."""
-        key = repr(task)
-        if key not in self._envs:
-            self._envs[key] = LRControlEnv(**task.to_dict(), **self.env_options)
-        return self._envs[key]
+        self._envs: dict[str, LRControlEnv] = {}  # single envs built once per task (run_agent_jobs)
 
     def _on_step(self) -> bool:
         if self.every_episodes > 0 and self.progress.episodes >= self.progress.next_evaluation_episode:
@@ -177,23 +173,31 @@ class HeldOutEvalCallback(BaseCallback):
         self.seconds += time.perf_counter() - started
         return score
 
-
     def _run_all(self, agent: PPOAgent) -> list[Any]:
-        """One episode per held-out run, in order; each task's runs as one population if asked."""
-
-        results: dict[int, Any] = {}
-        by_task: dict[str, list[int]] = {}
+        """One episode per held-out run, in order: each task's runs as one population when asked
+        (and it has more than one seed: a population of one is slower than the single env), on
+        the training env's worker processes when it has them (idle between rollouts)."""
+        groups: dict[str, list[int]] = {}
         for index, (task, _) in enumerate(self.runs):
-            by_task.setdefault(repr(task), []).append(index)
-        for indices in by_task.values():
-            task = self.runs[indices[0]][0]
-            seeds = [self.runs[index][1] for index in indices]
-            if self.population and can_run_as_population(agent, task):
-                members = [copy.copy(agent) for _ in seeds]  # own episode state, shared policy
-                episodes = run_population_episodes(members, task, seeds, **self.env_options)
-            else:
-                episodes = [run_episode(agent, self.env(task), seed) for seed in seeds]
-            results.update(zip(indices, episodes, strict=True))
+            groups.setdefault(repr(task), []).append(index)
+        jobs = [(self.runs[indices[0]][0], [self.runs[index][1] for index in indices]) for indices in groups.values()]
+        venv = self.training_env.unwrapped if self.training_env is not None else None
+        if self.population and len(jobs) > 1 and hasattr(venv, "call_in_workers"):
+            # The live policy and statistics, copied: the workers get a frozen snapshot.
+            portable = PPOAgent(copy.deepcopy(self.model.policy).to("cpu"),
+                                ObservationNormalizer.from_vec_normalize(self.model.get_vec_normalize_env()),
+                                agent.action_mode)
+            shares = [list(range(len(jobs)))[worker::venv.processes] for worker in range(venv.processes)]
+            answers = venv.call_in_workers(
+                run_agent_jobs, [(portable, [jobs[j] for j in share], self.env_options) for share in shares]
+            )
+            done = dict(zip([j for share in shares for j in share], [a for part in answers for a in part], strict=True))
+            by_job = [done[j] for j in range(len(jobs))]
+        else:
+            by_job = run_agent_jobs(agent, jobs, self.env_options, self.population, self._envs)
+        results = {}
+        for indices, job_results in zip(groups.values(), by_job, strict=True):
+            results.update(zip(indices, job_results, strict=True))
         return [results[index] for index in range(len(self.runs))]
 
 

@@ -11,9 +11,11 @@ up, the held-out evaluation during training uses seeds from
 overlap.
 
 On a task family (:mod:`lrgym.tasks.family`) the training envs are family envs: each
-training episode's seed draws a *train* instance and the trainee seed. The held-out
-evaluation runs the first ``eval_episodes`` *validation* instances, instance ``k`` with
-seed ``HELD_OUT_SEED_START + k``; test instances are never touched.
+training episode's seed draws a *train* instance and the trainee seed; with a population,
+each round draws one train instance for all its members (:mod:`lrgym.vec_env.family_population`).
+The held-out evaluation runs the first ``eval_episodes`` *validation* instances, instance
+``k`` with seed ``HELD_OUT_SEED_START + k`` (and ``eval_seeds - 1`` more seeds each, see
+:func:`held_out_runs`); test instances are never touched.
 
 ``seed`` seeds PPO (policy initialisation, action sampling). Resuming restores the
 weights, optimizer state, step count and normalisation statistics, not the random
@@ -72,15 +74,17 @@ DEFAULTS = {
     "timesteps": 9_600,
     "eval_every_episodes": 50,  # 0: no held-out evaluation, the final controller is kept
     "eval_episodes": 6,
+    "eval_seeds": 1,  # a family: seeds per validation instance (each instance's seeds run as one population)
     "checkpoint_every_rollouts": 1,
 }
 
 
-def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpec, int]]:
+def held_out_runs(task: TaskSpec | TaskFamily, count: int, seeds: int = 1) -> list[tuple[TaskSpec, int]]:
     """The (task, seed) pairs of the held-out evaluation during training.
 
     A task: its :func:`held_out_seeds`. A family: its first ``count`` validation
-    instances, instance ``k`` with seed ``HELD_OUT_SEED_START + k``.
+    instances, instance ``k`` with seeds ``HELD_OUT_SEED_START + k + j * count`` for
+    ``j < seeds`` (one seed: ``HELD_OUT_SEED_START + k``), the runs of an instance together.
     """
     if isinstance(task, TaskFamily):
         validation = task.indices("validation")
@@ -89,7 +93,11 @@ def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpe
                 f"eval_episodes must be between 0 and the {len(validation)} validation instances of "
                 f"{task.name!r}, got {count}"
             )
-        return [(task.instance(validation[k]), HELD_OUT_SEED_START + k) for k in range(count)]
+        limit = (TRAINING_SEED_START - HELD_OUT_SEED_START) // max(1, count)
+        if not 1 <= seeds <= limit:  # the held-out seeds stay below the training seeds
+            raise ValueError(f"eval_seeds must be between 1 and {limit} with eval_episodes {count}, got {seeds}")
+        instances = [task.instance(validation[k]) for k in range(count)]
+        return [(instances[k], HELD_OUT_SEED_START + k + j * count) for k in range(count) for j in range(seeds)]
     return [(task, seed) for seed in held_out_seeds(task, count)]
 
 
@@ -150,6 +158,8 @@ def train(
     progress_bar: bool = True,
     extra_callbacks: list[BaseCallback] | None = None,
     backend: Backend = LOCAL,
+    eval_every: int | None = None,
+    threads: int = 1,
 ) -> TrainResult:
     """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
 
@@ -169,6 +179,9 @@ def train(
         training state: only on your own runs).
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
     :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`).
+    :param eval_every: held-out evaluation every this many training episodes (0: none, the
+        final controller is kept); default the agent spec's ``eval_every_episodes``.
+    :param threads: torch threads of each worker process (``n_envs`` > 1); this process keeps its own.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -187,7 +200,7 @@ def train(
     started = time.perf_counter()
 
     start = starting_point(out, resume, representative, agent, family, n_envs * population)
-    venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend)
+    venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend, threads)
     workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
     if backend.is_ray:
         print(f"ray: {venv.placement()}", flush=True)
@@ -198,12 +211,14 @@ def train(
         model.set_logger(logger)
         if model.num_timesteps >= timesteps:
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
-        eval_every = int(agent_setting(agent, "eval_every_episodes"))
-        runs = held_out_runs(task, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
+        eval_every = int(agent_setting(agent, "eval_every_episodes") if eval_every is None else eval_every)
+        held_out = int(agent_setting(agent, "eval_episodes")), int(agent_setting(agent, "eval_seeds"))
+        runs = held_out_runs(task, *held_out) if eval_every > 0 else []
         clock = wall_clock(out, started, start)
         card = RunCard(
             representative, family, agent, model, start.progress, device_name, clock.earlier_s, started,
             {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed,
+             "eval_every_episodes": eval_every, "worker_threads": threads,
              "seeds": {"training_from": TRAINING_SEED_START, "held_out": _held_out_record(runs, family)}},
         )
         callbacks, timer = _callbacks(
@@ -298,6 +313,8 @@ class RunCard:
             "wall_time_note": WALL_TIME_NOTE,
             "device": {"trainee": self.device, "policy": str(self.model.device)},
             **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "seeds")},
+            "held_out_every_episodes": self.run["eval_every_episodes"],
+            "worker_threads": self.run["worker_threads"],
             "selection": selection,
             "training_state": {**self.progress.to_dict(), "wall_time_s": wall_time},
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

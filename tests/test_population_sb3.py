@@ -11,7 +11,8 @@ from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.tasks.specs import load_task_spec
 from lrgym.vec_env.population_gymnasium import PopulationVectorEnv
-from lrgym.vec_env.population_sb3 import PopulationVecEnv, SubprocPopulationVecEnv
+from lrgym.vec_env.population_sb3 import PopulationVecEnv
+from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
 
 TINY = dict(steps=20, interval=5, val_size=100, batch_size=50)
 

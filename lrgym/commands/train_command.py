@@ -7,6 +7,7 @@ import argparse
 from lrgym.commands.common import (
     add_task_arguments,
     backend,
+    env_options,
     non_negative_int,
     out_dir,
     parse_overrides,
@@ -15,6 +16,7 @@ from lrgym.commands.common import (
 from lrgym.tasks.family import load_family
 from lrgym.tasks.specs import load_agent_spec, project_root
 from lrgym.train import train
+from lrgym.vec_env.training import population_refusal
 
 HELP = "meta-train a learning-rate controller with PPO on a task or a task family; save it with its model card"
 
@@ -38,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--population", type=positive_int, default=1,
         help="trainees per process trained in lock-step as one population (adam, adamw, sgd, momentum; "
-             "mlp, lenet); with --n-envs P, P processes of N each",
+             "mlp, lenet); with --n-envs P, P processes of N each; on a family, each population runs "
+             "one drawn train instance with N seeds at a time",
+    )
+    parser.add_argument(
+        "--eval-every", type=non_negative_int, default=None, metavar="EPISODES",
+        help="held-out evaluation every EPISODES training episodes (0: none, the final controller is kept; "
+             "default: the agent spec's eval_every_episodes)",
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of PPO (policy initialisation, sampling)"
@@ -58,7 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-
     where = backend(args)
     task = load_family(args.task, **parse_overrides(args.overrides))  # a single task: a family of one
     agent = load_agent_spec(args.agent)
@@ -67,13 +74,17 @@ def run(args: argparse.Namespace) -> int:
     # One thread per trainee: a small trainee on 2 threads of a shared 2-core machine ran
     # 20x slower than on one (measured); parallelism comes from --n-envs.
     torch.set_num_threads(1)
+    # Refused before the run folder exists: nothing is written for a population that cannot run.
+    refusal = population_refusal(task, args.n_envs, args.population, where, env_options(args))
+    if refusal is not None:
+        raise ValueError(refusal)
     out = str(out_dir(args.out or project_root() / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
         result = train(
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,
             device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
-            progress_bar=not args.no_progress, backend=where,
+            progress_bar=not args.no_progress, backend=where, eval_every=args.eval_every,
         )
     except KeyboardInterrupt:
         print(f"interrupted: continue with the same command and --resume (from the last checkpoint in {out}/periodic)")
