@@ -160,6 +160,7 @@ def train(
     backend: Backend = LOCAL,
     eval_every: int | None = None,
     threads: int = 1,
+    rollout: int | None = None,
 ) -> TrainResult:
     """Meta-train a controller of kind ``agent.kind`` (``ppo`` or ``ppo-lstm``) on ``task``.
 
@@ -182,6 +183,9 @@ def train(
     :param eval_every: held-out evaluation every this many training episodes (0: none, the
         final controller is kept); default the agent spec's ``eval_every_episodes``.
     :param threads: torch threads of each worker process (``n_envs`` > 1); this process keeps its own.
+    :param rollout: controller decisions per PPO rollout, all envs together: ``n_steps`` becomes
+        ``ceil(rollout / (n_envs * population))`` (default: the recipe's ``n_steps`` per env), so a
+        population keeps the rollout size (and the number of updates) of a single env.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -206,7 +210,7 @@ def train(
         print(f"ray: {venv.placement()}", flush=True)
     logger, clock = None, None
     try:
-        model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name)
+        model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name, rollout)
         logger = configure(str(out / "tensorboard"), ["tensorboard"])
         model.set_logger(logger)
         if model.num_timesteps >= timesteps:
@@ -261,13 +265,16 @@ def train(
 
 
 def _build_model(
-    agent: AgentSpec, venv: Any, start: StartingPoint, task: TaskSpec, seed: int, device: str
+    agent: AgentSpec, venv: Any, start: StartingPoint, task: TaskSpec, seed: int, device: str,
+    rollout: int | None = None,
 ) -> tuple[Any, VecNormalize]:
-    """The SB3 model and its observation normalisation: new, or loaded to resume."""
+    """The SB3 model and its observation normalisation: new, or loaded to resume (its own ``n_steps``)."""
     if start.resume_from is not None:
         loaded = load_training_state(start.resume_from, task, env=venv, device=device)
         return loaded.model, loaded.vec_normalize
     algorithm = dict(agent.params.get("algorithm", {}))
+    if rollout is not None:
+        algorithm["n_steps"] = -(-int(rollout) // venv.num_envs)
     normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
     vec_normalize = VecNormalize(venv, **normalize)
     policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")

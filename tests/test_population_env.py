@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.environment.lr_control_env import LRControlEnv, forget_base_runs
 from lrgym.environment.population_env import PopulationEnv
 from lrgym.tasks.specs import load_task_spec
 
@@ -82,6 +82,7 @@ def assert_member_follows_single(task, seeds=SEEDS, actions_by_member=None):
         for k in range(len(seeds)):
             if len(trajectory[k]) <= decision + 1 and not trajectory[k][-1][2]:
                 trajectory[k].append((observations[k], rewards[k], bool(dones[k]), infos[k]))
+    forget_base_runs()  # the single envs run their own base schedules (relative_terminal), serially
     for k, seed in enumerate(seeds):
         single = single_episode(task, seed, actions_by_member[k])
         assert len(trajectory[k]) == len(single)

@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "one drawn train instance with N seeds at a time",
     )
     parser.add_argument(
+        "--rollout", type=positive_int, default=None, metavar="DECISIONS",
+        help="controller decisions per PPO rollout, all envs together (n_steps = DECISIONS / (n-envs x "
+             "population)); default: the recipe's n_steps per env",
+    )
+    parser.add_argument(
         "--eval-every", type=non_negative_int, default=None, metavar="EPISODES",
         help="held-out evaluation every EPISODES training episodes (0: none, the final controller is kept; "
              "default: the agent spec's eval_every_episodes)",
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
             progress_bar=not args.no_progress, backend=where, eval_every=args.eval_every,
+            rollout=args.rollout,
         )
     except KeyboardInterrupt:
         print(f"interrupted: continue with the same command and --resume (from the last checkpoint in {out}/periodic)")

@@ -308,6 +308,11 @@ def remember_base_best_val_loss(task: TaskSpec, trainee_seed: int, device: torch
     _BASE_RUNS[_base_run_key(task, trainee_seed, device)] = float(value)
 
 
+def forget_base_runs() -> None:
+    """Empty this process's cache of base runs (a test compares a fresh base run with a population's)."""
+    _BASE_RUNS.clear()
+
+
 def base_best_val_loss(dataset: Dataset, task: TaskSpec, trainee_seed: int, device: torch.device) -> float:
     """The best validation loss of ``task.base_schedule`` run on the trainee of ``trainee_seed``.
 

@@ -7,10 +7,11 @@ built or written: the estimate comes from the model's structure on the ``meta`` 
 Per member (float32): the parameters, their best-validation copy, their gradients, the
 previous parameters and update the measurement compares with (5 copies), the optimizer's
 state (Adam 2 copies, momentum 1), the activations of a training batch (each module's
-output, kept for the backward pass, and its gradient: 2 copies, times the batch size), and
-the validation subset's class probabilities (this measurement's and the previous one).
-It is an estimate, within a small factor of the process's growth (``benchmarks/population.py``
-prints the measured peak), not a bound; the limit keeps a margin for that.
+output, kept for the backward pass, its gradient and a working copy: 3 copies, times the
+batch size), and the validation subset's class probabilities (this measurement's and the
+previous one). An estimate: for the largest of mnist1d-family's first 64 train instances
+(a 1-D LeNet, batch 253, Adam) it says 5.9 MiB per member, and a population of 64 of them
+grew the process by 7.1 MiB per member (measured on the CPU); the limit keeps a margin.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from lrgym.trainee.stacked_optim import check_stackable
 
 FLOAT_BYTES = 4
 PARAMETER_COPIES = 5  # parameters, best parameters, gradients, previous parameters, previous update
-ACTIVATION_COPIES = 2  # each module's output for the backward pass, and its gradient
+ACTIVATION_COPIES = 3  # each module's output for the backward pass, its gradient, and a working copy (im2col)
 # The share of the available memory a population may plan to use: the estimate leaves out
 # the framework's own buffers and allocator slack.
 USABLE_SHARE = 0.5
@@ -90,12 +91,13 @@ def population_memory_error(
     processes: int,
     device: torch.device | str,
     what: str,
+    trainees_per_member: int = 1,
 ) -> str | None:
-    """Why ``processes`` populations of ``members`` trainees each cannot fit on ``device``, or ``None``.
+    """Why ``processes`` populations of ``members`` members each cannot fit on ``device``, or ``None``.
 
     :param tasks: (TaskSpec, input shape, number of classes) of every task a population may
         run (a family's sampled instances): the largest decides.
-    :param members: trainees per population (controlled members and base-run members together).
+    :param trainees_per_member: 2 when each member has a base-run member beside it.
     :param what: how the user asked for it (``--n-envs 2 --population 64``), for the message.
     """
     largest, name = 0, ""
@@ -103,13 +105,15 @@ def population_memory_error(
         size = member_bytes(task, input_shape, num_classes)
         if size > largest:
             largest, name = size, task.name
-    usable = USABLE_SHARE * available_bytes(device)
-    needed = largest * members * processes
-    if needed <= usable:
+    available = available_bytes(device)
+    per_member = largest * trainees_per_member
+    needed = per_member * members * processes
+    if needed <= USABLE_SHARE * available:
         return None
-    fits = int(usable // max(1, largest * processes))
+    fits = int(USABLE_SHARE * available // max(1, per_member * processes))
+    with_bases = f" (x{trainees_per_member} with their base runs)" if trainees_per_member > 1 else ""
     return (
-        f"{what}: {processes} x {members} trainees need about {needed / 2**30:.1f} GiB on {device} "
-        f"({largest / 2**20:.1f} MiB each for {name}), more than half of the {usable / USABLE_SHARE / 2**30:.1f} "
-        f"GiB available: at most {fits} trainees per process fit"
+        f"{what}: {processes} x {members} members{with_bases} need about {needed / 2**30:.1f} GiB on {device} "
+        f"({largest / 2**20:.1f} MiB per trainee of {name}), more than half of the {available / 2**30:.1f} GiB "
+        f"available: at most --population {fits} with --n-envs {processes}"
     )

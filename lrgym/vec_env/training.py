@@ -152,6 +152,6 @@ def population_refusal(
         dataset = load_dataset(each.dataset, data_dir=env_options.get("data_dir"), download=env_options.get(
             "download", False), device="cpu", dataset_kwargs=each.dataset_kwargs)
         shaped.append((each, dataset.input_shape, dataset.num_classes))
-    trainees = population * (2 if needs_base_run(tasks[0]) else 1)  # base-run members beside the controlled ones
     what = f"--n-envs {n_envs} --population {population}"
-    return population_memory_error(shaped, trainees, n_envs, resolve_device(env_options.get("device", "auto")), what)
+    device = resolve_device(env_options.get("device", "auto"))
+    return population_memory_error(shaped, population, n_envs, device, what, 2 if needs_base_run(tasks[0]) else 1)
