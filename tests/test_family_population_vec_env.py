@@ -34,7 +34,7 @@ def test_a_round_runs_one_instance_and_the_next_round_draws_from_the_next_seeds(
     venv = FamilyPopulationVecEnv(family, 2, first_seed=100, device="cpu")
     venv.reset()
     assert {info["instance"] for info in venv.reset_infos} == {drawn_instance(family, 100)}
-    for decision in range(family.instance(venv.env.index).decisions):
+    for _ in range(family.instance(venv.env.index).decisions):
         venv.step_async(np.zeros((2, 1), np.float32))
         observations, rewards, dones, infos = venv.step_wait()
     assert dones.all() and all(info["TimeLimit.truncated"] is False for info in infos)
@@ -50,7 +50,7 @@ def test_a_diverged_member_restarts_on_the_instance_and_is_cut_when_the_round_en
     venv = FamilyPopulationVecEnv(wild, 2, first_seed=200, device="cpu")
     venv.reset()
     instance, restarted = venv.env.index, None
-    for decision in range(wild.instance(instance).decisions):
+    for _ in range(wild.instance(instance).decisions):
         venv.step_async(np.array([[1e-2], [10.0 if restarted is None else 1e-2]]))  # calm once restarted
         _, _, dones, infos = venv.step_wait()
         if dones[1] and restarted is None:

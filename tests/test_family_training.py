@@ -112,11 +112,13 @@ def test_family_populations_in_two_processes_train_and_select_on_validation_popu
     family = load_family("mnist1d-family", **RECIPE)
     record = RecordInstances()
     agent = tiny_agent("ppo-monte-carlo", eval_every_episodes=8, eval_episodes=2, eval_seeds=2)
+    agent.params["algorithm"]["batch_size"] = 16
     result = train_tiny(tmp_path / "run", family, timesteps=32, agent=agent, n_envs=2, population=2,
                         rollout=16, extra_callbacks=[record])
     assert result.timesteps == 32 and result.episodes == 8  # 2 processes x 2 members x 2 rounds of 4 decisions
     # Each process's members share one instance per round; the processes draw their own.
-    rounds = [record.instances[step][worker * 2: worker * 2 + 2] for step in (0, 4) for worker in (0, 1)]
+    steps = [record.instances[first:first + 4] for first in range(0, len(record.instances), 4)]  # 4 sub-envs
+    rounds = [steps[step][worker * 2: worker * 2 + 2] for step in (0, 4) for worker in (0, 1)]
     assert all(len(set(members)) == 1 for members in rounds) and len({r[0] for r in rounds}) == 4
     card = json.loads((tmp_path / "run" / "card.json").read_text())
     assert card["population"] == 2 and card["n_envs"] == 2 and card["held_out_every_episodes"] == 8
