@@ -144,3 +144,13 @@ def test_a_family_that_may_draw_an_unstackable_optimizer_is_refused_with_the_lim
     with pytest.raises(ValueError, match="prodigy"):
         FamilyPopulationEnv(mixed, 2, device="cpu")
     assert family_population_error(family) is None
+
+
+def test_without_base_members_the_base_runs_serially_with_the_same_rewards(family):
+    env = FamilyPopulationEnv(family, 2, device="cpu", base_members=False)
+    actions = [actions_for(env.task, seed, env.task.decisions) for seed in SEEDS[:2]]
+    trajectory = population_round(env, SEEDS[:2], actions)
+    assert env.env.population.size == 2
+    forget_base_runs()
+    for k in range(2):
+        assert_follows_the_family_env(family, trajectory[k], env.index, SEEDS[k], actions[k])
