@@ -6,7 +6,6 @@ Everything :func:`lrgym.train.train` adds to PPO's loop is one of these callback
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
@@ -181,23 +180,24 @@ class HeldOutEvalCallback(BaseCallback):
         for index, (task, _) in enumerate(self.runs):
             groups.setdefault(repr(task), []).append(index)
         jobs = [(self.runs[indices[0]][0], [self.runs[index][1] for index in indices]) for indices in groups.values()]
-        venv = self.training_env.unwrapped if self.training_env is not None else None
+        venv = self.training_env.unwrapped
         if self.population and len(jobs) > 1 and hasattr(venv, "call_in_workers"):
-            # The live policy and statistics, copied: the workers get a frozen snapshot.
-            portable = PPOAgent(copy.deepcopy(self.model.policy).to("cpu"),
-                                ObservationNormalizer.from_vec_normalize(self.model.get_vec_normalize_env()),
-                                agent.action_mode)
-            shares = [list(range(len(jobs)))[worker::venv.processes] for worker in range(venv.processes)]
-            answers = venv.call_in_workers(
-                run_agent_jobs, [(portable, [jobs[j] for j in share], self.env_options) for share in shares]
-            )
-            done = dict(zip([j for share in shares for j in share], [a for part in answers for a in part], strict=True))
-            by_job = [done[j] for j in range(len(jobs))]
+            # For the workers, a frozen snapshot of the live policy (rebuilt as SB3's save does: deepcopy
+            # refuses the non-leaf tensors a policy holds after an update) and statistics.
+            policy = self.model.policy
+            snapshot = type(policy)(**policy._get_constructor_parameters()).to("cpu")
+            snapshot.load_state_dict(policy.state_dict())
+            normalizer = ObservationNormalizer.from_vec_normalize(self.model.get_vec_normalize_env())
+            bounds = np.linspace(0, len(jobs), venv.processes + 1).astype(int)  # a block of jobs per worker
+            answers = venv.call_in_workers(run_agent_jobs, [
+                (PPOAgent(snapshot, normalizer, agent.action_mode), jobs[start:stop], self.env_options)
+                for start, stop in zip(bounds, bounds[1:])
+            ])
+            by_job = [episodes for part in answers for episodes in part]
         else:
             by_job = run_agent_jobs(agent, jobs, self.env_options, self.population, self._envs)
-        results = {}
-        for indices, job_results in zip(groups.values(), by_job, strict=True):
-            results.update(zip(indices, job_results, strict=True))
+        results = {index: episode for indices, episodes in zip(groups.values(), by_job, strict=True)
+                   for index, episode in zip(indices, episodes, strict=True)}
         return [results[index] for index in range(len(self.runs))]
 
 

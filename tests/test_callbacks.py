@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -298,6 +299,8 @@ def test_held_out_runs_in_the_training_workers_score_as_in_this_process(untraine
     in_workers = HeldOutEvalCallback(runs, {"device": "cpu"}, 1, TrainingProgress(), lambda *args: None,
                                      population=True)
     start(in_workers, untrained)
+    # As after a PPO update, the policy holds its last action distribution (tensors with gradients).
+    untrained.policy.evaluate_actions(torch.zeros((2, *untrained.observation_space.shape)), torch.zeros((2, 1)))
     try:
         assert in_workers.evaluate() == pytest.approx(expected, rel=1e-3)
         assert len(calls) == 1
