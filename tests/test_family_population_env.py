@@ -18,27 +18,12 @@ from lrgym.environment.family_env import FamilyEnv
 from lrgym.environment.family_population_env import FamilyPopulationEnv, family_population_error
 from lrgym.environment.lr_control_env import base_best_val_loss, forget_base_runs
 from lrgym.environment.population_env import PopulationEnv
-from lrgym.tasks.family import load_family
 from lrgym.trainee.data import load_dataset
 
-from .test_population_env import ATOL, MEMBER_RTOL, RTOL, actions_for, assert_close_info
+from .test_population_env import ATOL, MEMBER_RTOL, RTOL, actions_for, assert_trajectory_follows, single_episode
 
-BASE = {"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 10, "gamma": 0.5}}
-# The winning recipe (study cell F) on tiny instances: 4 decisions of 5 steps.
-RECIPE = dict(steps=20, decisions=4, val_size=100, dataset_kwargs={}, features="scale-free",
-              reward="relative_terminal", action="residual", base_schedule=BASE)
 SEEDS = [10_000, 10_001, 10_002]
-
-
-@pytest.fixture(autouse=True)
-def fresh_base_runs():
-    """Each test starts with no base run cached in the process (the cache decides the base members)."""
-    forget_base_runs()
-
-
-@pytest.fixture
-def family():
-    return load_family("mnist1d-family", **RECIPE)
+pytestmark = pytest.mark.usefixtures("fresh_base_runs")  # each test starts with no base run cached
 
 
 def population_round(env: FamilyPopulationEnv, seeds: list[int], actions: list[list], instance: int | None = None):
@@ -57,42 +42,30 @@ def population_round(env: FamilyPopulationEnv, seeds: list[int], actions: list[l
 
 def assert_follows_the_family_env(family, trajectory, index: int, seed: int, actions: list) -> None:
     env = FamilyEnv(family, device="cpu")
-    observation, info = env.reset(seed=seed, options={"instance": index})
-    single = [(observation, 0.0, False, info)]
-    for action in actions:
-        observation, reward, done, _, info = env.step(action)
-        single.append((observation, reward, done, info))
-        if done:
-            break
-    assert len(trajectory) == len(single)
-    for (obs, reward, done, info), (s_obs, s_reward, s_done, s_info) in zip(trajectory, single, strict=True):
-        np.testing.assert_allclose(obs, s_obs, rtol=MEMBER_RTOL, atol=ATOL)
-        assert reward == pytest.approx(s_reward, rel=RTOL, abs=ATOL)
-        assert done == s_done
-        assert_close_info(info, s_info)
+    assert_trajectory_follows(trajectory, single_episode(None, seed, actions, env, options={"instance": index}))
 
 
-def test_member_k_follows_the_family_env_with_the_rounds_instance_and_its_seed(family):
-    env = FamilyPopulationEnv(family, len(SEEDS), device="cpu")
+def test_member_k_follows_the_family_env_with_the_rounds_instance_and_its_seed(recipe_family):
+    env = FamilyPopulationEnv(recipe_family, len(SEEDS), device="cpu")
     actions = [actions_for(env.task, seed, env.task.decisions) for seed in SEEDS]
     trajectory = population_round(env, SEEDS, actions)
     forget_base_runs()  # the single envs run their base schedules themselves, serially
     for k, seed in enumerate(SEEDS):
-        assert_follows_the_family_env(family, trajectory[k], env.index, seed, actions[k])
+        assert_follows_the_family_env(recipe_family, trajectory[k], env.index, seed, actions[k])
         assert trajectory[k][-1][3]["base_best_val_loss"] is not None and trajectory[k][-1][2]
 
 
-def test_the_round_runs_the_instance_the_family_env_draws_from_its_first_seed(family):
-    env = FamilyPopulationEnv(family, 2, device="cpu")
+def test_the_round_runs_the_instance_the_family_env_draws_from_its_first_seed(recipe_family):
+    env = FamilyPopulationEnv(recipe_family, 2, device="cpu")
     observations, infos = env.start([12_345, 12_346])
-    drawn = FamilyEnv(family, device="cpu").reset(seed=12_345)[1]["instance"]
+    drawn = FamilyEnv(recipe_family, device="cpu").reset(seed=12_345)[1]["instance"]
     assert env.index == drawn and {info["instance"] for info in infos} == {drawn}
-    assert family.split_of(drawn) == "train" and observations.shape == (2, *env.observation_space.shape)
+    assert recipe_family.split_of(drawn) == "train" and observations.shape == (2, *env.observation_space.shape)
     assert infos[0]["instance_fields"]["model"] == env.task.model
 
 
-def test_the_base_member_ends_with_the_serial_base_run_of_the_same_instance_and_seed(family):
-    env = FamilyPopulationEnv(family, 2, device="cpu")
+def test_the_base_member_ends_with_the_serial_base_run_of_the_same_instance_and_seed(recipe_family):
+    env = FamilyPopulationEnv(recipe_family, 2, device="cpu")
     trajectory = population_round(env, SEEDS[:2], [[np.zeros(1, np.float32)] * 4] * 2)
     assert env.env.population.size == 4  # two members and their two base members in one program
     task, dataset = env.task, load_dataset("mnist1d", device="cpu")
@@ -104,8 +77,8 @@ def test_the_base_member_ends_with_the_serial_base_run_of_the_same_instance_and_
         assert trajectory[k][-1][1] == pytest.approx(0.0, abs=1e-3)
 
 
-def test_a_member_diverging_early_gets_the_serial_base_run_in_its_penalty(family):
-    wild = family.with_overrides(action="lr", optimizer="sgd", model="mlp", lr_max=10.0)
+def test_a_member_diverging_early_gets_the_serial_base_run_in_its_penalty(recipe_family):
+    wild = recipe_family.with_overrides(action="lr", optimizer="sgd", model="mlp", lr_max=10.0)
     env = FamilyPopulationEnv(wild, 2, device="cpu")
     calm, loud = [np.array([1e-2])] * 4, [np.array([10.0])] * 4
     trajectory = population_round(env, SEEDS[:2], [calm, loud])
@@ -115,8 +88,8 @@ def test_a_member_diverging_early_gets_the_serial_base_run_in_its_penalty(family
         assert_follows_the_family_env(wild, trajectory[k], env.index, SEEDS[k], actions)
 
 
-def test_base_runs_the_process_has_need_no_base_members(family):
-    task = family.instance(family.indices("train")[0])
+def test_base_runs_the_process_has_need_no_base_members(recipe_family):
+    task = recipe_family.instance(recipe_family.indices("train")[0])
     first = PopulationEnv(2, **task.to_dict(), device="cpu")
     first.reset([1, 2])
     while not (first.done(0) and first.done(1)):
@@ -127,30 +100,31 @@ def test_base_runs_the_process_has_need_no_base_members(family):
     assert again.trackers[0].base_best_val_loss == first.trackers[0].base_best_val_loss
 
 
-def test_a_restarted_member_runs_the_same_instance_with_its_new_seed(family):
-    env = FamilyPopulationEnv(family, 2, device="cpu")
+def test_a_restarted_member_runs_the_same_instance_with_its_new_seed(recipe_family):
+    env = FamilyPopulationEnv(recipe_family, 2, device="cpu")
     env.start(SEEDS[:2])
     env.step([np.zeros(1, np.float32)] * 2)
     observations, infos = env.restart([1], [SEEDS[2]])
-    single = FamilyEnv(family, device="cpu").reset(seed=SEEDS[2], options={"instance": env.index})
+    single = FamilyEnv(recipe_family, device="cpu").reset(seed=SEEDS[2], options={"instance": env.index})
     np.testing.assert_allclose(observations[0], single[0], rtol=MEMBER_RTOL, atol=ATOL)
     assert infos[0]["instance_seed"] == single[1]["instance_seed"] and not env.done(1)
 
 
-def test_a_family_that_may_draw_an_unstackable_optimizer_is_refused_with_the_limit(family):
-    mixed = dataclasses.replace(family, distributions={**family.distributions, "optimizer": ["adam", "prodigy"]})
+def test_a_family_that_may_draw_an_unstackable_optimizer_is_refused_with_the_limit(recipe_family):
+    drawn = {**recipe_family.distributions, "optimizer": ["adam", "prodigy"]}
+    mixed = dataclasses.replace(recipe_family, distributions=drawn)
     message = family_population_error(mixed)
     assert "may draw optimizer 'prodigy'" in message and "single envs" in message and "\n" not in message
     with pytest.raises(ValueError, match="prodigy"):
         FamilyPopulationEnv(mixed, 2, device="cpu")
-    assert family_population_error(family) is None
+    assert family_population_error(recipe_family) is None
 
 
-def test_without_base_members_the_base_runs_serially_with_the_same_rewards(family):
-    env = FamilyPopulationEnv(family, 2, device="cpu", base_members=False)
+def test_without_base_members_the_base_runs_serially_with_the_same_rewards(recipe_family):
+    env = FamilyPopulationEnv(recipe_family, 2, device="cpu", base_members=False)
     actions = [actions_for(env.task, seed, env.task.decisions) for seed in SEEDS[:2]]
     trajectory = population_round(env, SEEDS[:2], actions)
     assert env.env.population.size == 2
     forget_base_runs()
     for k in range(2):
-        assert_follows_the_family_env(family, trajectory[k], env.index, SEEDS[k], actions[k])
+        assert_follows_the_family_env(recipe_family, trajectory[k], env.index, SEEDS[k], actions[k])

@@ -5,48 +5,38 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 
 from lrgym.environment.family_env import FamilyEnv
-from lrgym.environment.lr_control_env import forget_base_runs
-from lrgym.tasks.family import load_family
 from lrgym.vec_env.family_population import FamilyPopulationVecEnv
 from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
 
-from .test_family_population_env import RECIPE
+from .test_population_sb3 import assert_ppo_learns_with_nan_checks
 
+pytestmark = pytest.mark.usefixtures("fresh_base_runs")  # each test starts with no base run cached
 
-@pytest.fixture(autouse=True)
-def fresh_base_runs():
-    forget_base_runs()
-
-
-@pytest.fixture
-def family():
-    return load_family("mnist1d-family", **RECIPE)
 
 
 def drawn_instance(family, seed: int) -> int:
     return FamilyEnv(family, device="cpu").reset(seed=seed)[1]["instance"]
 
 
-def test_a_round_runs_one_instance_and_the_next_round_draws_from_the_next_seeds(family):
-    venv = FamilyPopulationVecEnv(family, 2, first_seed=100, device="cpu")
+def test_a_round_runs_one_instance_and_the_next_round_draws_from_the_next_seeds(recipe_family):
+    venv = FamilyPopulationVecEnv(recipe_family, 2, first_seed=100, device="cpu")
     venv.reset()
-    assert {info["instance"] for info in venv.reset_infos} == {drawn_instance(family, 100)}
-    for _ in range(family.instance(venv.env.index).decisions):
+    assert {info["instance"] for info in venv.reset_infos} == {drawn_instance(recipe_family, 100)}
+    for _ in range(recipe_family.instance(venv.env.index).decisions):
         venv.step_async(np.zeros((2, 1), np.float32))
         observations, rewards, dones, infos = venv.step_wait()
     assert dones.all() and all(info["TimeLimit.truncated"] is False for info in infos)
     assert all("terminal_observation" in info and "test_loss_at_best_val" in info for info in infos)
     # Members 0 and 1 took seeds 100 and 101; the next round starts from 102.
-    assert venv.env.index == drawn_instance(family, 102) and venv.next_seed == 104
+    assert venv.env.index == drawn_instance(recipe_family, 102) and venv.next_seed == 104
     assert {info["instance"] for info in venv.reset_infos} == {venv.env.index}
     assert not np.array_equal(observations, np.stack([info["terminal_observation"] for info in infos]))
 
 
-def test_a_diverged_member_restarts_on_the_instance_and_is_cut_when_the_round_ends(family):
-    wild = family.with_overrides(action="lr", optimizer="sgd", model="mlp", lr_max=10.0)
+def test_a_diverged_member_restarts_on_the_instance_and_is_cut_when_the_round_ends(recipe_family):
+    wild = recipe_family.with_overrides(action="lr", optimizer="sgd", model="mlp", lr_max=10.0)
     venv = FamilyPopulationVecEnv(wild, 2, first_seed=200, device="cpu")
     venv.reset()
     instance, restarted = venv.env.index, None
@@ -62,18 +52,13 @@ def test_a_diverged_member_restarts_on_the_instance_and_is_cut_when_the_round_en
 
 
 @pytest.mark.slow
-def test_sb3_nan_checks_pass_on_a_family_population_and_workers_draw_their_own_instances(family):
-    from stable_baselines3 import PPO
-
-    venv = VecCheckNan(VecMonitor(FamilyPopulationVecEnv(family, 2, device="cpu")), raise_exception=True)
-    model = PPO("MlpPolicy", venv, n_steps=6, batch_size=12, n_epochs=1, seed=0, device="cpu")
-    model.learn(total_timesteps=24)
-    assert model.num_timesteps == 24
-    workers = SubprocPopulationVecEnv(family, 2, processes=2, first_seed=300, device="cpu")
+def test_sb3_nan_checks_pass_on_a_family_population_and_workers_draw_their_own_instances(recipe_family):
+    assert_ppo_learns_with_nan_checks(FamilyPopulationVecEnv(recipe_family, 2, device="cpu"), steps=6)
+    workers = SubprocPopulationVecEnv(recipe_family, 2, processes=2, first_seed=300, device="cpu")
     try:
         workers.reset()
         instances = [info["instance"] for info in workers.reset_infos]
-        assert instances == [drawn_instance(family, 300)] * 2 + [drawn_instance(family, 301)] * 2
+        assert instances == [drawn_instance(recipe_family, 300)] * 2 + [drawn_instance(recipe_family, 301)] * 2
         assert workers.call_in_workers(sum, [([1, 2],), ([3],)]) == [3, 3]
     finally:
         workers.close()

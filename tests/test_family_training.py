@@ -106,10 +106,8 @@ def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_p
 
 # ---------------------------------------------------------------------------- family populations
 @pytest.mark.slow
-def test_family_populations_in_two_processes_train_and_select_on_validation_populations(tmp_path):
-    from .test_family_population_env import RECIPE
-
-    family = load_family("mnist1d-family", **RECIPE)
+def test_family_populations_in_two_processes_train_and_select_on_validation_populations(tmp_path, recipe_family):
+    family = recipe_family
     record = RecordInstances()
     agent = tiny_agent("ppo-monte-carlo", eval_every_episodes=8, eval_episodes=2, eval_seeds=2)
     agent.params["algorithm"]["batch_size"] = 16

@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
 from lrgym.environment.family_population_env import FamilyPopulationEnv
 from lrgym.tasks.family import TaskFamily
@@ -32,28 +32,17 @@ class FamilyPopulationVecEnv(PopulationVecEnv):
     """``size`` members of a family population on its train instances (see the module docstring).
 
     :param family: the family (overrides included).
-    :param size: members per round (sub-envs).
-    :param first_seed: the seed of the first episode.
-    :param seed_stride: the step between consecutive episode seeds.
-    :param accept_seed: whether :meth:`seed` restarts the seed sequence.
-    :param env_options: ``device``, ``data_dir``, ``download``, ``base_members``.
+    :param env_options: ``device``, ``data_dir``, ``download``, ``base_members``; the other
+        parameters are :class:`~lrgym.vec_env.population_sb3.PopulationVecEnv`'s.
     """
 
     def __init__(
-        self,
-        family: TaskFamily,
-        size: int,
-        first_seed: int = 0,
-        seed_stride: int = 1,
-        accept_seed: bool = True,
+        self, family: TaskFamily, size: int, first_seed: int = 0, seed_stride: int = 1, accept_seed: bool = True,
         **env_options: Any,
     ) -> None:
-        self.env = FamilyPopulationEnv(family, size, "train", **env_options)
         self.family = family
-        self.next_seed, self.seed_stride, self.accept_seed = int(first_seed), int(seed_stride), accept_seed
-        self._actions: np.ndarray | None = None
         self._cohort: set[int] = set()  # members whose episode began with the round and is running
-        VecEnv.__init__(self, int(size), self.env.observation_space, self.env.action_space)
+        self._keep(FamilyPopulationEnv(family, size, "train", **env_options), first_seed, seed_stride, accept_seed)
 
     @property
     def task(self):
@@ -71,15 +60,7 @@ class FamilyPopulationVecEnv(PopulationVecEnv):
         self._cohort = set(range(self.num_envs))
         return observations, infos
 
-    def step_wait(self) -> VecEnvStepReturn:
-        if self._actions is None:
-            raise RuntimeError("step_async() must come before step_wait()")
-        observations, rewards, dones, infos = self.env.step(list(self._actions))
-        self._actions = None
-        ended = [int(member) for member in np.flatnonzero(dones)]
-        for member in ended:
-            infos[member]["terminal_observation"] = observations[member].copy()
-            infos[member]["TimeLimit.truncated"] = False
+    def _after_step(self, observations: np.ndarray, dones: np.ndarray, infos: list[dict], ended: list[int]) -> None:
         self._cohort.difference_update(ended)
         if not self._cohort:  # the round is over: cut the episodes that started late, draw the next instance
             for member in range(self.num_envs):
@@ -87,10 +68,6 @@ class FamilyPopulationVecEnv(PopulationVecEnv):
                     dones[member] = True
                     infos[member]["terminal_observation"] = observations[member].copy()
                     infos[member]["TimeLimit.truncated"] = True
-            observations, self.reset_infos = self._start_round()
+            observations[:], self.reset_infos = self._start_round()
         elif ended:  # ended before the others: again on the same instance
-            first, reset_infos = self.env.restart(ended, self._take_seeds(len(ended)))
-            for member, observation, info in zip(ended, first, reset_infos, strict=True):
-                observations[member] = observation
-                self.reset_infos[member] = info
-        return observations, rewards.astype(np.float32), dones, infos
+            self._restart(ended, observations, self.env.restart)

@@ -46,11 +46,15 @@ class PopulationVecEnv(VecEnv):
         accept_seed: bool = True,
         **env_options: Any,
     ) -> None:
-        self.env = PopulationEnv(size, **task.to_dict(), **env_options)
         self.task = task
+        self._keep(PopulationEnv(size, **task.to_dict(), **env_options), first_seed, seed_stride, accept_seed)
+
+    def _keep(self, env: Any, first_seed: int, seed_stride: int, accept_seed: bool) -> None:
+        """Keep ``env`` (the population engine, one sub-env per member) and start the seed sequence."""
+        self.env = env
         self.next_seed, self.seed_stride, self.accept_seed = int(first_seed), int(seed_stride), accept_seed
         self._actions: np.ndarray | None = None
-        super().__init__(size, self.env.observation_space, self.env.action_space)
+        VecEnv.__init__(self, env.size, env.observation_space, env.action_space)
 
     def _take_seeds(self, count: int) -> list[int]:
         seeds = [self.next_seed + index * self.seed_stride for index in range(count)]
@@ -77,12 +81,20 @@ class PopulationVecEnv(VecEnv):
         for member in ended:
             infos[member]["terminal_observation"] = observations[member].copy()
             infos[member]["TimeLimit.truncated"] = False
-        if ended:
-            first, reset_infos = self.env.reset_members(ended, self._take_seeds(len(ended)))
-            for member, observation, info in zip(ended, first, reset_infos, strict=True):
-                observations[member] = observation
-                self.reset_infos[member] = info
+        self._after_step(observations, dones, infos, ended)
         return observations, rewards.astype(np.float32), dones, infos
+
+    def _after_step(self, observations: np.ndarray, dones: np.ndarray, infos: list[dict], ended: list[int]) -> None:
+        """Start the next episode of every member whose episode ``ended`` (in place)."""
+        if ended:
+            self._restart(ended, observations, self.env.reset_members)
+
+    def _restart(self, members: list[int], observations: np.ndarray, reset: Any) -> None:
+        """``reset(members, seeds)`` with the next seeds; their first observations replace the last ones."""
+        first, reset_infos = reset(members, self._take_seeds(len(members)))
+        for member, observation, info in zip(members, first, reset_infos, strict=True):
+            observations[member] = observation
+            self.reset_infos[member] = info
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Restart the seed sequence at ``seed`` (ignored when ``accept_seed`` is false)."""
