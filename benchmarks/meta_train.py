@@ -29,6 +29,7 @@ import copy
 import dataclasses
 import json
 import os
+import resource
 import tempfile
 import time
 
@@ -69,22 +70,31 @@ def family_mode(args: argparse.Namespace, device: str) -> None:
           f"held-out evaluation of {agent.params['eval_episodes']} validation instances every {args.eval_every} "
           f"episodes; load average {os.getloadavg()[0]:.2f} at the start")
     print(f"{'P x N x T':<10} {'decisions':>9} {'wall s':>7} {'dec/s':>6} {'speed-up':>8} {'trainee steps':>13} "
-          f"{'PPO update':>10} {'held-out':>8} {'other':>6}")
+          f"{'PPO update':>10} {'held-out':>8} {'other':>6} {'CPU s':>6} {'dec/CPU-s':>9}")
     first = None
     for config in args.configs.split(","):
         processes, population, threads = (int(part) for part in config.lower().split("x"))
         torch.set_num_threads(threads if processes == 1 else 1)  # the workers take `threads` each
+        cpu_before = cpu_seconds()
         with tempfile.TemporaryDirectory() as folder:
             result = train(family, agent, folder, timesteps=args.timesteps, n_envs=processes, population=population,
                            device=device, progress_bar=False, threads=threads, rollout=args.rollout)
+        cpu = cpu_seconds() - cpu_before
         wall = result.session_time_s
         rate = result.timesteps / wall
         first = first or rate
         other = wall - result.rollout_s - result.update_s - result.evaluation_s
         print(f"{config:<10} {result.timesteps:>9} {wall:>7.1f} {rate:>6.2f} {rate / first:>7.2f}x "
               f"{result.rollout_s / wall:>13.1%} {result.update_s / wall:>10.1%} {result.evaluation_s / wall:>8.1%} "
-              f"{other / wall:>6.1%}", flush=True)
-    print(f"load average {os.getloadavg()[0]:.2f} at the end; dec/s counts the whole train() call")
+              f"{other / wall:>6.1%} {cpu:>6.0f} {result.timesteps / cpu:>9.2f}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at the end; dec/s counts the whole train() call (wall clock); "
+          "CPU s: this process and its workers, user + system")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and of its ended children (the training workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main() -> None:
