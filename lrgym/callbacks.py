@@ -181,21 +181,18 @@ class HeldOutEvalCallback(BaseCallback):
             groups.setdefault(repr(task), []).append(index)
         jobs = [(self.runs[indices[0]][0], [self.runs[index][1] for index in indices]) for indices in groups.values()]
         venv = self.training_env.unwrapped
-        if self.population and len(jobs) > 1 and hasattr(venv, "call_in_workers"):
+        if self.population and len(jobs) > 1 and hasattr(venv, "map_in_workers"):
             # For the workers, a frozen snapshot of the live policy (rebuilt as SB3's save does: deepcopy
             # refuses the non-leaf tensors a policy holds after an update) and statistics.
             policy = self.model.policy
             snapshot = type(policy)(**policy._get_constructor_parameters()).to("cpu")
             snapshot.load_state_dict(policy.state_dict())
             normalizer = ObservationNormalizer.from_vec_normalize(self.model.get_vec_normalize_env())
-            bounds = np.linspace(0, len(jobs), venv.processes + 1).astype(int)  # a block of jobs per worker
-            answers = venv.call_in_workers(run_agent_jobs, [
-                (PPOAgent(snapshot, normalizer, agent.action_mode), jobs[start:stop], self.env_options)
-                for start, stop in zip(bounds, bounds[1:])
-            ])
-            by_job = [episodes for part in answers for episodes in part]
+            costs = [task.steps * task.batch_size * len(seeds) for task, seeds in jobs]  # trainee examples
+            acting = PPOAgent(snapshot, normalizer, agent.action_mode)
+            by_job = venv.map_in_workers(run_agent_jobs, jobs, costs, acting, self.env_options)
         else:
-            by_job = run_agent_jobs(agent, jobs, self.env_options, self.population, self._envs)
+            by_job = run_agent_jobs(jobs, agent, self.env_options, self.population, self._envs)
         results = {index: episode for indices, episodes in zip(groups.values(), by_job, strict=True)
                    for index, episode in zip(indices, episodes, strict=True)}
         return [results[index] for index in range(len(self.runs))]

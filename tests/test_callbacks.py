@@ -294,8 +294,8 @@ def test_held_out_runs_in_the_training_workers_score_as_in_this_process(untraine
     expected = in_process.evaluate()
     workers = SubprocPopulationVecEnv(family, 2, processes=2, device="cpu")
     monkeypatch.setattr(untrained, "get_env", lambda: workers)  # what training on populations gives
-    calls, call = [], workers.call_in_workers
-    monkeypatch.setattr(workers, "call_in_workers", lambda *args: calls.append(args) or call(*args))
+    calls, call = [], workers.map_in_workers
+    monkeypatch.setattr(workers, "map_in_workers", lambda *args: calls.append(args) or call(*args))
     in_workers = HeldOutEvalCallback(runs, {"device": "cpu"}, 1, TrainingProgress(), lambda *args: None,
                                      population=True)
     start(in_workers, untrained)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lrgym.environment.family_env import FamilyEnv
 from lrgym.vec_env.family_population import FamilyPopulationVecEnv
-from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
+from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv, balanced_shares
 
 from .test_population_sb3 import assert_ppo_learns_with_nan_checks
 
@@ -62,3 +64,13 @@ def test_sb3_nan_checks_pass_on_a_family_population_and_workers_draw_their_own_i
         assert workers.call_in_workers(sum, [([1, 2],), ([3],)]) == [3, 3]
     finally:
         workers.close()
+
+
+@settings(max_examples=50, deadline=None)
+@given(costs=st.lists(st.floats(0.1, 100.0), max_size=20), workers=st.integers(1, 4))
+def test_worker_shares_hold_every_job_once_and_stay_within_the_greedy_bound(costs, workers):
+    shares = balanced_shares(costs, workers)
+    assert len(shares) == workers and sorted(i for share in shares for i in share) == list(range(len(costs)))
+    loads = [sum(costs[i] for i in share) for share in shares]
+    if costs:  # longest-processing-time first: within the largest job of the mean load
+        assert max(loads) <= sum(costs) / workers + max(costs) + 1e-9

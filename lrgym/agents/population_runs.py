@@ -100,7 +100,7 @@ def run_population_episodes(
 
 
 def run_agent_jobs(
-    agent: Agent, jobs: list[tuple[TaskSpec, list[int]]], env_options: dict[str, Any], population: bool = True,
+    jobs: list[tuple[TaskSpec, list[int]]], agent: Agent, env_options: dict[str, Any], population: bool = True,
     envs: dict[str, LRControlEnv] | None = None,
 ) -> list[list[EpisodeResult]]:
     """For each (task, seeds) job, ``agent``'s episodes on those seeds: as one population when

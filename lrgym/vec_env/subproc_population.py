@@ -58,6 +58,17 @@ def _worker(
         connection.close()
 
 
+def balanced_shares(costs: Sequence[float], workers: int) -> list[list[int]]:
+    """Indices of ``costs`` in ``workers`` shares of similar total cost: the costliest first, each to
+    the least loaded share (greedy longest-processing-time; at most 4/3 of the best makespan)."""
+    loads, shares = [0.0] * workers, [[] for _ in range(workers)]
+    for index in sorted(range(len(costs)), key=lambda position: -costs[position]):
+        worker = loads.index(min(loads))
+        shares[worker].append(index)
+        loads[worker] += costs[index]
+    return shares
+
+
 class SubprocPopulationVecEnv(VecEnv):
     """``processes`` populations of ``size`` members each, one per spawned worker process.
 
@@ -122,6 +133,20 @@ class SubprocPopulationVecEnv(VecEnv):
         for connection, args in zip(self._connections, arguments, strict=True):
             connection.send(("call", (function, tuple(args))))
         return [connection.recv() for connection in self._connections]
+
+    def map_in_workers(
+        self, function: Callable[..., list], items: Sequence[Any], costs: Sequence[float], *arguments: Any
+    ) -> list[Any]:
+        """``function(share, *arguments)`` in every worker at once, each ``share`` a part of ``items``
+        balanced by ``costs`` (the costliest first, each to the least loaded worker); ``function``
+        returns one result per item of its share. The results, in the order of ``items``."""
+        shares = balanced_shares(costs, self.processes)
+        answers = self.call_in_workers(function, [([items[i] for i in share], *arguments) for share in shares])
+        results: list[Any] = [None] * len(items)
+        for share, answer in zip(shares, answers, strict=True):
+            for index, result in zip(share, answer, strict=True):
+                results[index] = result
+        return results
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         return [None] * self.num_envs
