@@ -7,7 +7,6 @@ ticks between callbacks, is :class:`lrgym.resume.WallClockCallback`.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -19,9 +18,9 @@ import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import TensorBoardOutputFormat
 
-from lrgym.agents.base import run_episode
-from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
+from lrgym.agents.population_runs import run_agent_jobs
 from lrgym.agents.ppo import PPOAgent
+from lrgym.checkpoints.policy_files import ObservationNormalizer
 from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.tasks.specs import TaskSpec
 
@@ -83,6 +82,8 @@ class EpisodeLogCallback(BaseCallback):
             if not done:
                 continue
             self.progress.episodes += 1
+            if info.get("TimeLimit.truncated"):  # cut when its family population's round ended: no outcome
+                continue
             log_scalars(self, {
                 "episode/return": info["episode"]["r"],  # added by the Monitor wrapper
                 "episode/final_val_loss": _loss_or_penalty(info.get("val_loss"), self.divergence_loss),
@@ -105,7 +106,8 @@ class HeldOutEvalCallback(BaseCallback):
     :param runs: the (task, episode seed) pairs, the same at every evaluation.
     :param env_options: ``device``, ``data_dir``, ``download`` of the envs, built once per task.
     :param population: run the runs of each task as one population (lrgym.agents.population_runs)
-        when the task allows it (training on populations does).
+        when the task allows it, and on the training env's worker processes when it has them
+        (training on populations does).
     """
 
     def __init__(
@@ -125,14 +127,7 @@ class HeldOutEvalCallback(BaseCallback):
         self.save_best = save_best
         self.seconds = 0.0  # time spent evaluating, kept out of the rollout time by PhaseTimerCallback
         self.population = population
-        self._envs: dict[str, LRControlEnv] = {}
-
-    def env(self, task: TaskSpec) -> LRControlEnv:
-        """The env of ``task``, built on first use and kept (a family has one per validation instance)."""
-        key = repr(task)
-        if key not in self._envs:
-            self._envs[key] = LRControlEnv(**task.to_dict(), **self.env_options)
-        return self._envs[key]
+        self._envs: dict[str, LRControlEnv] = {}  # single envs built once per task (run_agent_jobs)
 
     def _on_step(self) -> bool:
         if self.every_episodes > 0 and self.progress.episodes >= self.progress.next_evaluation_episode:
@@ -176,23 +171,29 @@ class HeldOutEvalCallback(BaseCallback):
         self.seconds += time.perf_counter() - started
         return score
 
-
     def _run_all(self, agent: PPOAgent) -> list[Any]:
-        """One episode per held-out run, in order; each task's runs as one population if asked."""
-
-        results: dict[int, Any] = {}
-        by_task: dict[str, list[int]] = {}
+        """One episode per held-out run, in order: each task's runs as one population when asked
+        (and it has more than one seed: a population of one is slower than the single env), on
+        the training env's worker processes when it has them (idle between rollouts)."""
+        groups: dict[str, list[int]] = {}
         for index, (task, _) in enumerate(self.runs):
-            by_task.setdefault(repr(task), []).append(index)
-        for indices in by_task.values():
-            task = self.runs[indices[0]][0]
-            seeds = [self.runs[index][1] for index in indices]
-            if self.population and can_run_as_population(agent, task):
-                members = [copy.copy(agent) for _ in seeds]  # own episode state, shared policy
-                episodes = run_population_episodes(members, task, seeds, **self.env_options)
-            else:
-                episodes = [run_episode(agent, self.env(task), seed) for seed in seeds]
-            results.update(zip(indices, episodes, strict=True))
+            groups.setdefault(repr(task), []).append(index)
+        jobs = [(self.runs[indices[0]][0], [self.runs[index][1] for index in indices]) for indices in groups.values()]
+        venv = self.training_env.unwrapped
+        if self.population and len(jobs) > 1 and hasattr(venv, "map_in_workers"):
+            # For the workers, a frozen snapshot of the live policy (rebuilt as SB3's save does: deepcopy
+            # refuses the non-leaf tensors a policy holds after an update) and statistics.
+            policy = self.model.policy
+            snapshot = type(policy)(**policy._get_constructor_parameters()).to("cpu")
+            snapshot.load_state_dict(policy.state_dict())
+            normalizer = ObservationNormalizer.from_vec_normalize(self.model.get_vec_normalize_env())
+            costs = [task.steps * task.batch_size * len(seeds) for task, seeds in jobs]  # trainee examples
+            acting = PPOAgent(snapshot, normalizer, agent.action_mode)
+            by_job = venv.map_in_workers(run_agent_jobs, jobs, costs, acting, self.env_options)
+        else:
+            by_job = run_agent_jobs(jobs, agent, self.env_options, self.population, self._envs)
+        results = {index: episode for indices, episodes in zip(groups.values(), by_job, strict=True)
+                   for index, episode in zip(indices, episodes, strict=True)}
         return [results[index] for index in range(len(self.runs))]
 
 

@@ -63,6 +63,8 @@ def starting_point(
         last = candidates[-1]
         last_card = read_card(last, TRAINING_ROLES)
         _check_same_run(last_card, task, agent, last, family)
+        if not isinstance(last_card.get("training_state"), dict):  # an upgraded or hand-made card
+            raise ValueError(f"{last / CARD_FILE}: the card has no training_state to resume from")
         progress = TrainingProgress.from_dict(last_card["training_state"])
         return StartingPoint(progress, TRAINING_SEED_START + progress.episodes + envs_in_flight, last)
     if resume:

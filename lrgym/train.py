@@ -12,9 +12,11 @@ up, the held-out evaluation during training uses seeds from
 overlap.
 
 On a task family (:mod:`lrgym.tasks.family`) the training envs are family envs: each
-training episode's seed draws a *train* instance and the trainee seed. The held-out
-evaluation runs the first ``eval_episodes`` *validation* instances, instance ``k`` with
-seed ``HELD_OUT_SEED_START + k``; test instances are never touched.
+training episode's seed draws a *train* instance and the trainee seed; with a population,
+each round draws one train instance for all its members (:mod:`lrgym.vec_env.family_population`).
+The held-out evaluation runs the first ``eval_episodes`` *validation* instances, instance
+``k`` with seed ``HELD_OUT_SEED_START + k`` (and ``eval_seeds - 1`` more seeds each, see
+:func:`held_out_runs`); test instances are never touched.
 
 ``seed`` seeds PPO (policy initialisation, action sampling). Resuming restores the
 weights, optimizer state, step count and normalisation statistics, not the random
@@ -27,6 +29,7 @@ reads those files (:func:`lrgym.checkpoints.checkpoint.load_acting_policy`).
 
 from __future__ import annotations
 
+import inspect
 import sys
 import time
 from collections import Counter
@@ -72,15 +75,17 @@ DEFAULTS = {
     "timesteps": 9_600,
     "eval_every_episodes": 50,  # 0: no held-out evaluation, the final controller is kept
     "eval_episodes": 6,
+    "eval_seeds": 1,  # a family: seeds per validation instance (each instance's seeds run as one population)
     "checkpoint_every_rollouts": 1,
 }
 
 
-def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpec, int]]:
+def held_out_runs(task: TaskSpec | TaskFamily, count: int, seeds: int = 1) -> list[tuple[TaskSpec, int]]:
     """The (task, seed) pairs of the held-out evaluation during training.
 
     A task: its :func:`held_out_seeds`. A family: its first ``count`` validation
-    instances, instance ``k`` with seed ``HELD_OUT_SEED_START + k``.
+    instances, instance ``k`` with seeds ``HELD_OUT_SEED_START + k + j * count`` for
+    ``j < seeds`` (one seed: ``HELD_OUT_SEED_START + k``), the runs of an instance together.
     """
     if isinstance(task, TaskFamily):
         validation = task.indices("validation")
@@ -89,7 +94,11 @@ def held_out_runs(task: TaskSpec | TaskFamily, count: int) -> list[tuple[TaskSpe
                 f"eval_episodes must be between 0 and the {len(validation)} validation instances of "
                 f"{task.name!r}, got {count}"
             )
-        return [(task.instance(validation[k]), HELD_OUT_SEED_START + k) for k in range(count)]
+        limit = (TRAINING_SEED_START - HELD_OUT_SEED_START) // max(1, count)
+        if not 1 <= seeds <= limit:  # the held-out seeds stay below the training seeds
+            raise ValueError(f"eval_seeds must be between 1 and {limit} with eval_episodes {count}, got {seeds}")
+        instances = [task.instance(validation[k]) for k in range(count)]
+        return [(instances[k], HELD_OUT_SEED_START + k + j * count) for k in range(count) for j in range(seeds)]
     return [(task, seed) for seed in held_out_seeds(task, count)]
 
 
@@ -150,6 +159,9 @@ def train(
     progress_bar: bool = True,
     extra_callbacks: list[BaseCallback] | None = None,
     backend: Backend = LOCAL,
+    eval_every: int | None = None,
+    threads: int | None = None,
+    rollout: int | None = None,
 ) -> TrainResult:
     """Meta-train a controller with training recipe ``agent`` (kind ``ppo``, ``ppo-lstm`` or ``sb3``:
     :func:`recipe_algorithm`) on ``task``. The recipe's ``[task]`` fields are not applied here:
@@ -172,6 +184,13 @@ def train(
     :param extra_callbacks: more SB3 callbacks (tests use one to interrupt a run).
     :param backend: where the training envs run (:class:`lrgym.runners.pool.Backend`), and on how
         many torch threads each trainee and this process run (``backend.threads``, recorded in the card).
+    :param eval_every: held-out evaluation every this many training episodes (0: none, the
+        final controller is kept); default the agent spec's ``eval_every_episodes``.
+    :param threads: torch threads of this process and of each worker (default: ``backend.threads``, 1
+        unless ``--threads`` says otherwise); the benchmark varies it.
+    :param rollout: controller decisions per PPO rollout, all envs together: ``n_steps`` becomes
+        ``ceil(rollout / (n_envs * population))`` (default: the recipe's ``n_steps`` per env), so a
+        population keeps the rollout size (and the number of updates) of a single env.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -187,27 +206,30 @@ def train(
         raise ValueError(f"timesteps must be a positive number of controller decisions, got {timesteps}")
     device_name = str(resolve_device(device))
     env_options = {"device": device_name, "data_dir": data_dir, "download": download}
-    threads = pin_threads(backend.threads)  # here, in the envs' subprocesses and in Ray actors alike
+    # here, in the envs' subprocesses and in Ray actors alike
+    threads = pin_threads(backend.threads if threads is None else threads)
     started = time.perf_counter()
 
     start = starting_point(out, resume, representative, agent, family, n_envs * population)
     clock = wall_clock(out, started, start)  # ticking from here on: a kill at any moment loses at most 5 s
     logger, venv = None, None
     try:
-        venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend)
+        venv = make_training_env(task, n_envs, start.first_seed, env_options, population, backend, threads)
         workers = {"backend": backend.name, "nodes": sorted(set(venv.nodes)) if backend.is_ray else [local_node()]}
         if backend.is_ray:
             print(f"ray: {venv.placement()}", flush=True)
-        model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name)
+        model, vec_normalize = _build_model(agent, venv, start, representative, seed, device_name, rollout)
         logger = configure(str(out / "tensorboard"), ["tensorboard"])
         model.set_logger(logger)
         if model.num_timesteps >= timesteps:
             print(f"{out}: already trained for {model.num_timesteps} >= {timesteps} timesteps")
-        eval_every = int(agent_setting(agent, "eval_every_episodes"))
-        runs = held_out_runs(task, int(agent_setting(agent, "eval_episodes"))) if eval_every > 0 else []
+        eval_every = int(agent_setting(agent, "eval_every_episodes") if eval_every is None else eval_every)
+        held_out = int(agent_setting(agent, "eval_episodes")), int(agent_setting(agent, "eval_seeds"))
+        runs = held_out_runs(task, *held_out) if eval_every > 0 else []
         card = RunCard(
             representative, family, agent, model, start.progress, device_name, clock.earlier_s, started,
             {"n_envs": n_envs, "population": population, "workers": workers, "seed": seed, "threads": threads,
+             "eval_every_episodes": eval_every,
              "seeds": {"training_from": TRAINING_SEED_START, "held_out": _held_out_record(runs, family)}},
         )
         callbacks, timer = _callbacks(
@@ -250,13 +272,16 @@ def train(
 
 
 def _build_model(
-    agent: AgentSpec, venv: Any, start: StartingPoint, task: TaskSpec, seed: int, device: str
+    agent: AgentSpec, venv: Any, start: StartingPoint, task: TaskSpec, seed: int, device: str,
+    rollout: int | None = None,
 ) -> tuple[Any, VecNormalize]:
-    """The SB3 model and its observation normalisation: new, or loaded to resume."""
+    """The SB3 model and its observation normalisation: new, or loaded to resume (its own ``n_steps``)."""
     if start.resume_from is not None:
         loaded = load_training_state(start.resume_from, task, env=venv, device=device)
         return loaded.model, loaded.vec_normalize
     name, algorithm = recipe_algorithm(agent)
+    if rollout is not None and "n_steps" in inspect.signature(algorithm_class(agent.kind, name)).parameters:
+        algorithm["n_steps"] = -(-int(rollout) // venv.num_envs)  # on-policy: the rollout, all envs together
     normalize = {"gamma": algorithm.get("gamma", 0.99), **agent.params.get("normalize", {})}
     vec_normalize = VecNormalize(venv, **normalize)
     policy = algorithm.pop("policy", "MlpLstmPolicy" if agent.kind == "ppo-lstm" else "MlpPolicy")
@@ -318,6 +343,7 @@ class RunCard:
             "wall_time_note": WALL_TIME_NOTE,
             "device": {"trainee": self.device, "policy": str(self.model.device)},
             **{key: self.run[key] for key in ("n_envs", "population", "workers", "seed", "threads", "seeds")},
+            "held_out_every_episodes": self.run["eval_every_episodes"],
             "selection": selection,
             "training_state": {**self.progress.to_dict(), "wall_time_s": wall_time},
             "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

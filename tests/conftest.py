@@ -20,6 +20,29 @@ def tiny_task() -> TaskSpec:
     return load_task_spec("mnist1d-mlp", **TINY)
 
 
+# The winning recipe (study cell F: scale-free state, residual action over a step decay, reward
+# relative to the base schedule's own run) on tiny mnist1d-family instances: 4 decisions of 5 steps.
+RECIPE = dict(steps=20, decisions=4, val_size=100, dataset_kwargs={}, features="scale-free",
+              reward="relative_terminal", action="residual",
+              base_schedule={"scheduler": "StepLR", "initial_lr": 0.01, "kwargs": {"step_size": 10, "gamma": 0.5}})
+
+
+@pytest.fixture
+def recipe_family():
+    """mnist1d-family with :data:`RECIPE`: what family populations train."""
+    from lrgym.tasks.family import load_family
+
+    return load_family("mnist1d-family", **RECIPE)
+
+
+@pytest.fixture
+def fresh_base_runs():
+    """No base run cached in the process (the cache decides which base runs a population runs)."""
+    from lrgym.environment.lr_control_env import forget_base_runs
+
+    forget_base_runs()
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m deselects: a test marked ray alone is left out of "not slow" too
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

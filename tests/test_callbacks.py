@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
@@ -212,6 +213,16 @@ def test_each_ended_episode_is_counted_and_logged_with_divergence_as_its_penalty
     }
 
 
+def test_an_episode_cut_at_the_end_of_a_family_round_is_counted_but_not_logged():
+    model, progress = stand_in_model(), TrainingProgress()
+    log = EpisodeLogCallback(progress, divergence_loss=9.0)
+    start(log, model)
+    cut = {"episode": {"r": 0.0}, "val_loss": 1.0, "lr": 1e-3, "TimeLimit.truncated": True}
+    log.update_locals({"dones": np.array([True]), "infos": [cut]})
+    log.on_step()
+    assert progress.episodes == 1 and model.logger.name_to_value == {}
+
+
 def test_training_progress_reads_back_from_its_dict():
     progress = TrainingProgress(episodes=7, evaluations=2, next_evaluation_episode=10, best_score=0.5,
                                 best_timesteps=40, last_score=0.6, wall_time_s=3.5,
@@ -266,6 +277,35 @@ def test_held_out_runs_as_a_population_score_as_single_episodes(untrained, tiny_
         start(evaluation, untrained)
         scores.append(evaluation.evaluate())
     assert scores[1] == pytest.approx(scores[0], rel=RTOL)
+
+
+@pytest.mark.slow
+def test_held_out_runs_in_the_training_workers_score_as_in_this_process(untrained, monkeypatch):
+    from lrgym.tasks.family import load_family
+    from lrgym.train import held_out_runs
+    from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
+
+    from .test_family import FAST
+
+    family = load_family("mnist1d-family", **FAST)
+    runs = held_out_runs(family, 3, seeds=2)  # 3 validation instances x 2 seeds: 3 populations of 2
+    in_process = HeldOutEvalCallback(runs, {"device": "cpu"}, 1, TrainingProgress(), lambda *args: None)
+    start(in_process, untrained)
+    expected = in_process.evaluate()
+    workers = SubprocPopulationVecEnv(family, 2, processes=2, device="cpu")
+    monkeypatch.setattr(untrained, "get_env", lambda: workers)  # what training on populations gives
+    calls, call = [], workers.map_in_workers
+    monkeypatch.setattr(workers, "map_in_workers", lambda *args: calls.append(args) or call(*args))
+    in_workers = HeldOutEvalCallback(runs, {"device": "cpu"}, 1, TrainingProgress(), lambda *args: None,
+                                     population=True)
+    start(in_workers, untrained)
+    # As after a PPO update, the policy holds its last action distribution (tensors with gradients).
+    untrained.policy.evaluate_actions(torch.zeros((2, *untrained.observation_space.shape)), torch.zeros((2, 1)))
+    try:
+        assert in_workers.evaluate() == pytest.approx(expected, rel=1e-3)
+        assert len(calls) == 1
+    finally:
+        workers.close()
 
 
 # ---------------------------------------------------------------------------- in a real run

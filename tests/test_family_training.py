@@ -102,3 +102,53 @@ def test_a_family_controller_transfers_against_the_family_tuned_step_decay(tmp_p
     assert plan.entries[0].options["config"]["initial_lr"] == lowest
     assert plan.entries[0].options["config"]["tuned_on"]["name"] == "mnist1d-family"
     assert plan.source_name == "mnist1d-family" and "the family `mnist1d-family`" in plan.notes[0]
+
+
+# ---------------------------------------------------------------------------- family populations
+@pytest.mark.slow
+def test_family_populations_in_two_processes_train_and_select_on_validation_populations(tmp_path, recipe_family):
+    family = recipe_family
+    record = RecordInstances()
+    agent = tiny_agent("ppo-monte-carlo", eval_every_episodes=8, eval_episodes=2, eval_seeds=2)
+    agent.params["algorithm"]["batch_size"] = 16
+    result = train_tiny(tmp_path / "run", family, timesteps=32, agent=agent, n_envs=2, population=2,
+                        rollout=16, extra_callbacks=[record])
+    assert result.timesteps == 32 and result.episodes == 8  # 2 processes x 2 members x 2 rounds of 4 decisions
+    # Each process's members share one instance per round; the processes draw their own.
+    steps = [record.instances[first:first + 4] for first in range(0, len(record.instances), 4)]  # 4 sub-envs
+    rounds = [steps[step][worker * 2: worker * 2 + 2] for step in (0, 4) for worker in (0, 1)]
+    assert all(len(set(members)) == 1 for members in rounds) and len({r[0] for r in rounds}) == 4
+    card = json.loads((tmp_path / "run" / "card.json").read_text())
+    assert card["population"] == 2 and card["n_envs"] == 2 and card["held_out_every_episodes"] == 8
+    validation = family.indices("validation")
+    assert card["seeds"]["held_out"] == [
+        {"instance": f"mnist1d-family#{validation[k]}", "seed": HELD_OUT_SEED_START + k + 2 * j}
+        for k in range(2) for j in range(2)
+    ]
+    assert result.evaluation_s > 0 and len(card["run"]["held_out_history"]) >= 2
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--population", "10000000"], "at most --population"),
+    (["--population", "2", "--set", "optimizer=prodigy"], "runs on single envs only"),
+    (["--population", "2", "--backend", "ray"], "not supported yet"),
+    (["--population", "2", "--agent", "aslr"], "needs ppo or ppo-lstm"),
+])
+def test_cli_refuses_a_population_that_cannot_run_in_one_line_and_writes_nothing(tmp_path, capsys, flags, message):
+    from lrgym.cli import main
+
+    out = tmp_path / "never"
+    code = main(["train", "mnist1d-family", "--out", str(out), "--set", "dataset_kwargs={}", *flags])
+    error = capsys.readouterr().err
+    assert code == 2 and message in error and error.count("\n") == 1 and not out.exists()
+
+
+def test_held_out_runs_of_a_family_take_several_seeds_per_validation_instance(tiny_family):
+    from lrgym.train import held_out_runs
+
+    runs = held_out_runs(tiny_family, 2, seeds=3)
+    assert [(task.name.split("#")[1], seed) for task, seed in runs] == [
+        ("100000", 5000), ("100000", 5002), ("100000", 5004), ("100001", 5001), ("100001", 5003), ("100001", 5005),
+    ]
+    with pytest.raises(ValueError, match="eval_seeds must be between 1 and"):
+        held_out_runs(tiny_family, 200, seeds=26)

@@ -67,6 +67,20 @@ def test_each_member_trains_measures_and_tests_like_the_single_trainee_with_its_
             assert population.best_step[k] == trainee.best_step
 
 
+def test_members_take_the_size_keywords_of_the_task_as_the_single_trainee_does(mnist1d):
+    hidden = {"hidden": [37, 19]}  # a family draws an MLP's widths
+    population = PopulationTrainee(mnist1d, "mlp", "momentum", [1e-2, 3e-2], 50, 100, seeds=[4, 5],
+                                   model_kwargs=hidden)
+    singles = [Trainee(mnist1d, "mlp", "momentum", lr, 50, 100, seed, model_kwargs=hidden)
+               for seed, lr in ((4, 1e-2), (5, 3e-2))]
+    assert population.params["1.weight"].shape == (2, 37, 40)
+    losses = population.train(5)
+    population.reset_member(1, 5, 3e-2)  # a restarted member gets the same widths
+    for k, trainee in enumerate(singles):
+        assert losses[k] == pytest.approx(trainee.train(5), rel=RTOL)
+    assert population.params["3.weight"].shape == (2, 19, 37)
+
+
 def test_a_member_that_diverges_never_disturbs_the_others_and_restarts_alone(mnist1d):
     lrs = [1e-3, 10.0, 1e-2]
     population, singles = build(mnist1d, "mlp", "sgd", lrs)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.environment.lr_control_env import LRControlEnv, forget_base_runs
 from lrgym.environment.population_env import PopulationEnv
 from lrgym.tasks.specs import load_task_spec
 
@@ -44,9 +44,11 @@ def actions_for(task, seed: int, decisions: int) -> list:
     return [np.array([generator.uniform(-1, 1)], dtype=np.float32) for _ in range(decisions)]
 
 
-def single_episode(task, seed: int, actions: list):
-    env = LRControlEnv(**task.to_dict(), device="cpu")
-    observation, info = env.reset(seed=seed)
+def single_episode(task, seed: int, actions: list, env=None, options=None):
+    """(observation, reward, done, info) of the reset and every decision of ``task``'s single env
+    (or of ``env``, reset with ``options``) under ``actions``."""
+    env = env or LRControlEnv(**task.to_dict(), device="cpu")
+    observation, info = env.reset(seed=seed, options=options)
     steps = [(observation, 0.0, False, info)]
     for action in actions:
         observation, reward, done, _, info = env.step(action)
@@ -82,15 +84,20 @@ def assert_member_follows_single(task, seeds=SEEDS, actions_by_member=None):
         for k in range(len(seeds)):
             if len(trajectory[k]) <= decision + 1 and not trajectory[k][-1][2]:
                 trajectory[k].append((observations[k], rewards[k], bool(dones[k]), infos[k]))
+    forget_base_runs()  # the single envs run their own base schedules (relative_terminal), serially
     for k, seed in enumerate(seeds):
-        single = single_episode(task, seed, actions_by_member[k])
-        assert len(trajectory[k]) == len(single)
-        for (obs, reward, done, info), (s_obs, s_reward, s_done, s_info) in zip(trajectory[k], single, strict=True):
-            np.testing.assert_allclose(obs, s_obs, rtol=MEMBER_RTOL, atol=ATOL)
-            assert reward == pytest.approx(s_reward, rel=RTOL, abs=ATOL)
-            assert done == s_done
-            assert_close_info(info, s_info)
+        assert_trajectory_follows(trajectory[k], single_episode(task, seed, actions_by_member[k]))
     return trajectory
+
+
+def assert_trajectory_follows(trajectory: list, single: list) -> None:
+    """A member's (observation, reward, done, info) steps equal the single env's, within the tolerance."""
+    assert len(trajectory) == len(single)
+    for (obs, reward, done, info), (s_obs, s_reward, s_done, s_info) in zip(trajectory, single, strict=True):
+        np.testing.assert_allclose(obs, s_obs, rtol=MEMBER_RTOL, atol=ATOL)
+        assert reward == pytest.approx(s_reward, rel=RTOL, abs=ATOL)
+        assert done == s_done
+        assert_close_info(info, s_info)
 
 
 @pytest.mark.parametrize("model", ["mlp", "lenet"])

@@ -11,7 +11,8 @@ from stable_baselines3.common.vec_env import VecCheckNan, VecMonitor
 from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.tasks.specs import load_task_spec
 from lrgym.vec_env.population_gymnasium import PopulationVectorEnv
-from lrgym.vec_env.population_sb3 import PopulationVecEnv, SubprocPopulationVecEnv
+from lrgym.vec_env.population_sb3 import PopulationVecEnv
+from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
 
 TINY = dict(steps=20, interval=5, val_size=100, batch_size=50)
 
@@ -27,13 +28,18 @@ def wild_task():
     return load_task_spec("mnist1d-mlp", optimizer="sgd", action="lr", lr_max=10.0, **TINY)
 
 
+def assert_ppo_learns_with_nan_checks(population, steps: int) -> None:
+    """PPO runs ``steps`` rollout steps on ``population`` behind SB3's NaN checks."""
+    venv = VecCheckNan(VecMonitor(population), raise_exception=True)
+    model = PPO("MlpPolicy", venv, n_steps=steps, batch_size=2 * steps, n_epochs=1, seed=0, device="cpu")
+    model.learn(total_timesteps=steps * population.num_envs * 2)
+    assert model.num_timesteps == steps * population.num_envs * 2
+    venv.close()
+
+
 @pytest.mark.slow
 def test_sb3_nan_checks_pass_and_ppo_learns_on_a_population(task):
-    venv = VecCheckNan(VecMonitor(PopulationVecEnv(task, 4, device="cpu")), raise_exception=True)
-    model = PPO("MlpPolicy", venv, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
-    model.learn(total_timesteps=64)
-    assert model.num_timesteps == 64
-    venv.close()
+    assert_ppo_learns_with_nan_checks(PopulationVecEnv(task, 4, device="cpu"), steps=8)
 
 
 def run(venv, actions_by_member, steps):

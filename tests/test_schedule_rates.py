@@ -107,3 +107,11 @@ def test_a_scheduler_that_is_not_a_torch_lr_scheduler_class_is_refused(name):
 def test_keyword_arguments_the_scheduler_refuses_name_the_scheduler():
     with pytest.raises(ValueError, match="cannot build StepLR with {'gamma': 0.5}"):
         scheduler_rates({"scheduler": "StepLR", "kwargs": {"gamma": 0.5}}, 4, 0.1)  # no step_size
+
+
+def test_rates_are_computed_once_per_schedule_and_every_caller_gets_its_own_list():
+    schedule = {"scheduler": "StepLR", "kwargs": {"step_size": 3, "gamma": 0.5}}
+    first = scheduler_rates(schedule, 7, 0.1)
+    first[0] = -1.0  # a caller's change stays its own
+    again = scheduler_rates(schedule, 7, 0.1)
+    assert again == pytest.approx([0.1, 0.1, 0.1, 0.05, 0.05, 0.05, 0.025]) and again is not first

@@ -12,11 +12,13 @@ of :mod:`lrgym.environment.population_env`.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from lrgym.agents.base import Agent, Decision, EpisodeResult, EpisodeStart
+from lrgym.agents.base import Agent, Decision, EpisodeResult, EpisodeStart, run_episode
+from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.environment.population_env import PopulationEnv
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.population import population_error
@@ -96,3 +98,35 @@ def run_population_episodes(
         )
         for trajectory, final, first, episode_return in zip(trajectories, finals, firsts, returns, strict=True)
     ]
+
+
+def run_agent_jobs(
+    jobs: list[tuple[TaskSpec, list[int]]], agent: Agent, env_options: dict[str, Any], population: bool = True,
+    envs: dict[str, LRControlEnv] | None = None,
+) -> list[list[EpisodeResult]]:
+    """For each (task, seeds) job, ``agent``'s episodes on those seeds: as one population when
+    ``population`` allows it, the agent and task can and there are several seeds (a population
+    of one is slower than the single env), else one by one on a single env kept in ``envs``
+    (default: this process's, kept between calls). The held-out evaluation during training
+    runs it, also in the training's worker processes."""
+    envs = _KEPT_ENVS if envs is None else envs
+    results = []
+    for task, seeds in jobs:
+        if population and len(seeds) > 1 and can_run_as_population(agent, task):
+            members = [copy.copy(agent) for _ in seeds]  # own episode state, shared policy
+            results.append(run_population_episodes(members, task, seeds, **env_options))
+            continue
+        env = kept_env(envs, task, env_options)
+        results.append([run_episode(agent, env, seed) for seed in seeds])
+    return results
+
+
+def kept_env(envs: dict[str, LRControlEnv], task: TaskSpec, env_options: dict[str, Any]) -> LRControlEnv:
+    """The single env of ``task`` in ``envs``, built on first use (a family has one per instance)."""
+    key = repr(task)
+    if key not in envs:
+        envs[key] = LRControlEnv(**task.to_dict(), **env_options)
+    return envs[key]
+
+
+_KEPT_ENVS: dict[str, LRControlEnv] = {}  # single envs kept between calls (held-out evaluations)

@@ -248,7 +248,7 @@ def read_card(folder: str | Path, roles: tuple[str, ...] = ACTING_ROLES) -> dict
         hint = (" (a pickled controller from before lrgym acted without pickle: if you trust it, convert it with "
                 "lrgym.checkpoints.upgrade.upgrade_checkpoint)" if found == 1 else "")
         raise ValueError(f"{card_path}: card format {found!r:.40}, this lrgym reads {CARD_FORMAT}{hint}")
-    check_card(card, card_path, resume=any(role in TRAINING_ROLES for role in roles))
+    check_card(card, card_path)  # resuming also needs training_state: lrgym.resume checks it
     _check_card_task(card, card_path)
     files = card["files"]
     for role in roles:

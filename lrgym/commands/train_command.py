@@ -10,6 +10,7 @@ from lrgym.commands.common import (
     TASK_HELP,
     add_task_arguments,
     backend,
+    env_options,
     non_negative_int,
     out_dir,
     parse_overrides,
@@ -18,6 +19,7 @@ from lrgym.commands.common import (
 from lrgym.tasks.family import load_family
 from lrgym.tasks.specs import is_spec_path, load_agent_spec, project_root
 from lrgym.train import train
+from lrgym.vec_env.training import population_refusal
 
 HELP = ("meta-train a learning-rate controller with PPO (or the SB3 algorithm a recipe names) on a task or a "
         "task family; save it with its model card")
@@ -44,7 +46,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--population", type=positive_int, default=1,
         help="trainees per process trained in lock-step as one population (adam, adamw, sgd, momentum; "
-             "mlp, lenet); with --n-envs P, P processes of N each",
+             "mlp, lenet); with --n-envs P, P processes of N each; on a family, each population runs "
+             "one drawn train instance with N seeds at a time",
+    )
+    parser.add_argument(
+        "--rollout", type=positive_int, default=None, metavar="DECISIONS",
+        help="controller decisions per PPO rollout, all envs together (n_steps = DECISIONS / (n-envs x "
+             "population)); default: the recipe's n_steps per env",
+    )
+    parser.add_argument(
+        "--eval-every", type=non_negative_int, default=None, metavar="EPISODES",
+        help="held-out evaluation every EPISODES training episodes (0: none, the final controller is kept; "
+             "default: the agent spec's eval_every_episodes)",
     )
     parser.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of PPO (policy initialisation, sampling)"
@@ -71,6 +84,10 @@ def run(args: argparse.Namespace) -> int:
     # The recipe's [task] fields (e.g. SAC's log-rate action), then --set, which wins.
     overrides = {**agent.task_overrides, **parse_overrides(args.overrides)}
     task = load_family(args.task, **overrides)  # a single task: a family of one
+    # Refused before the run folder exists: nothing is written for a population that cannot run.
+    refusal = population_refusal(task, args.n_envs, args.population, where, env_options(args))
+    if refusal is not None:
+        raise ValueError(refusal)
     root = Path.cwd() if is_spec_path(args.task) else project_root()  # a user's own task: not into lrgym's folder
     out = str(out_dir(args.out or root / "checkpoints" / f"{task.name}-{agent.name}"))
     try:
@@ -78,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             task, agent, out, timesteps=args.timesteps, n_envs=args.n_envs, population=args.population,
             device=args.device,
             seed=args.seed, resume=args.resume, data_dir=args.data_dir, download=args.download,
-            progress_bar=not args.no_progress, backend=where,
+            progress_bar=not args.no_progress, backend=where, eval_every=args.eval_every,
+            rollout=args.rollout,
         )
     except KeyboardInterrupt:
         print(f"interrupted: continue with the same command and --resume (from the last checkpoint in {out}/periodic)")

@@ -120,6 +120,18 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def has_diverged(task: TaskSpec, train_loss: float, measurement: Measurement | None) -> bool:
+    """Whether an interval ends the episode as a divergence: a training loss that is not finite
+    or above ``divergence_loss``, no measurement, or a measurement that is not finite or above it."""
+    return (
+        not math.isfinite(train_loss)
+        or train_loss > task.divergence_loss
+        or measurement is None
+        or not measurement.finite
+        or measurement.val_loss > task.divergence_loss
+    )
+
+
 class EpisodeTracker:
     """Per-episode state of the controller's view of one trainee.
 
@@ -215,13 +227,7 @@ class EpisodeTracker:
         task = self.task
         self.step += self._pending_steps
         self._pending_steps = 0
-        diverged = (
-            not math.isfinite(train_loss)
-            or train_loss > task.divergence_loss
-            or measurement is None
-            or not measurement.finite
-            or measurement.val_loss > task.divergence_loss
-        )
+        diverged = has_diverged(task, train_loss, measurement)
         done = self.step >= task.steps or diverged
         if diverged:
             reward = self._penalty()

@@ -7,10 +7,29 @@ from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from lrgym.environment.lr_control_env import LRControlEnv
 from lrgym.tasks.family import TaskFamily, instance_fields, load_family
 from lrgym.tasks.specs import TaskSpec
+
+
+def as_family(family: str | TaskFamily | Mapping[str, Any], **overrides: Any) -> TaskFamily:
+    """A family given by name, as a :class:`TaskFamily` or as its ``to_dict()``, with ``overrides`` added."""
+    if isinstance(family, str):
+        family = load_family(family)
+    elif isinstance(family, Mapping):
+        family = TaskFamily.from_dict(family)
+    return family.with_overrides(**overrides) if overrides else family
+
+
+def family_episode_draws(
+    np_random: np.random.Generator, indices: range, instance: int | None = None
+) -> tuple[int, int]:
+    """What :meth:`FamilyEnv.reset` draws from the episode's generator: the instance
+    (uniformly among ``indices``, unless ``instance`` is given) and the seed its env is reset with."""
+    index = int(instance) if instance is not None else int(indices[int(np_random.integers(len(indices)))])
+    return index, int(np_random.integers(2**31 - 1))
 
 
 class FamilyEnv(gym.Env):
@@ -53,11 +72,7 @@ class FamilyEnv(gym.Env):
         cache_size: int = 16,
         **overrides: Any,
     ) -> None:
-        if isinstance(family, str):
-            family = load_family(family)
-        elif isinstance(family, Mapping):
-            family = TaskFamily.from_dict(family)
-        self.family = family.with_overrides(**overrides) if overrides else family
+        self.family = as_family(family, **overrides)
         self.split = split
         self.indices = self.family.indices(split)
         self.env_options = {"data_dir": data_dir, "download": download, "device": device}
@@ -87,11 +102,7 @@ class FamilyEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        if "instance" in options:
-            index = int(options.pop("instance"))
-        else:
-            index = int(self.indices[int(self.np_random.integers(len(self.indices)))])
-        trainee_seed = int(self.np_random.integers(2**31 - 1))
+        index, trainee_seed = family_episode_draws(self.np_random, self.indices, options.pop("instance", None))
         env = self.instance_env(index)
         if env.observation_space != self.observation_space or env.action_space != self.action_space:
             raise ValueError(

@@ -293,6 +293,33 @@ def new_trainee(dataset: Dataset, task: TaskSpec, lr: float, trainee_seed: int, 
 _BASE_RUNS: dict[tuple, float] = {}  # (task, trainee seed, device) -> the base run's best validation loss
 
 
+def base_run_task(task: TaskSpec) -> TaskSpec:
+    """The task of ``task``'s base-schedule run: the residual action mode doing nothing."""
+    return task.replace(action="residual", reward="val_loss", features="xu")
+
+
+def _base_run_key(task: TaskSpec, trainee_seed: int, device: torch.device | str) -> tuple:
+    relevant = task.replace(action="lr", reward="val_loss", features="xu", initial_lrs=[1.0]).to_dict()
+    return repr(sorted(relevant.items())), int(trainee_seed), str(device)
+
+
+def cached_base_best_val_loss(task: TaskSpec, trainee_seed: int, device: torch.device | str) -> float | None:
+    """The base run's best validation loss if this process has it already, else ``None``."""
+    return _BASE_RUNS.get(_base_run_key(task, trainee_seed, device))
+
+
+def remember_base_best_val_loss(task: TaskSpec, trainee_seed: int, device: torch.device | str, value: float) -> None:
+    """Keep a base run's result (one a population ran as a member) for later episodes of this process."""
+    if len(_BASE_RUNS) > 100_000:
+        _BASE_RUNS.clear()
+    _BASE_RUNS[_base_run_key(task, trainee_seed, device)] = float(value)
+
+
+def forget_base_runs() -> None:
+    """Empty this process's cache of base runs (a test compares a fresh base run with a population's)."""
+    _BASE_RUNS.clear()
+
+
 def base_best_val_loss(dataset: Dataset, task: TaskSpec, trainee_seed: int, device: torch.device) -> float:
     """The best validation loss of ``task.base_schedule`` run on the trainee of ``trainee_seed``.
 
@@ -300,21 +327,19 @@ def base_best_val_loss(dataset: Dataset, task: TaskSpec, trainee_seed: int, devi
     batches and validation subset, the base schedule's rates, measured at the same
     decision points. Cached per process, so a (task, seed) pair is run once.
     """
-    relevant = task.replace(action="lr", reward="val_loss", features="xu", initial_lrs=[1.0]).to_dict()
-    key = (repr(sorted(relevant.items())), int(trainee_seed), str(device))
-    if key not in _BASE_RUNS:
+    cached = cached_base_best_val_loss(task, trainee_seed, device)
+    if cached is None:
         # The base schedule is the residual action mode doing nothing: the same rates, rules and bookkeeping.
-        base_task = task.replace(action="residual", reward="val_loss", features="xu")
+        base_task = base_run_task(task)
         lr = start_lr(base_task, base_task.initial_lrs[0])
         trainee = new_trainee(dataset, base_task, lr, trainee_seed, device)
         tracker = EpisodeTracker(base_task, lr)
         tracker.start(trainee.measure())
         while not tracker.done:
             run_interval(trainee, tracker, 0.0)
-        if len(_BASE_RUNS) > 100_000:
-            _BASE_RUNS.clear()
-        _BASE_RUNS[key] = tracker.best_val_loss
-    return _BASE_RUNS[key]
+        cached = tracker.best_val_loss
+        remember_base_best_val_loss(task, trainee_seed, device, cached)
+    return cached
 
 
 def run_interval(

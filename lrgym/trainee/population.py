@@ -32,7 +32,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from lrgym.trainee.data import Dataset, Split, batch_index, check_batch_size
@@ -40,6 +39,7 @@ from lrgym.trainee.features import Measurement
 from lrgym.trainee.models import MODEL_REGISTRY, build_model, final_layer
 from lrgym.trainee.single import TestResult
 from lrgym.trainee.stacked_optim import StackedOptimizer, check_stackable
+from lrgym.trainee.vmap_modules import vmap_skeleton
 
 # The smallest population that evaluation and tuning form: below it single envs were as
 # fast or faster on one CPU core (MNIST-1D MLP at N=4: 0.94x; docs/training.md).
@@ -47,47 +47,6 @@ POPULATION_MIN = 8
 # Examples x members per vmapped evaluation chunk, sized by input elements (the
 # population's whole validation subsets at once would not fit a GPU for large N).
 CHUNK_ELEMENTS = 2**24
-
-
-class MatmulConv1d(nn.Module):
-    """``nn.Conv1d`` (stride 1, no dilation, one group) as im2col and a matrix product.
-
-    Hand-written because ``vmap`` turns a 1-D convolution with per-member weights into one
-    grouped convolution, measured 1.6x slower on one CPU core than this form (which
-    ``vmap`` turns into one batched matrix product) for the 1-D LeNet at N=16. The
-    parameters keep their names and shapes: it is a drop-in for ``functional_call``.
-    """
-
-    def __init__(self, conv: nn.Conv1d) -> None:
-        super().__init__()
-        self.weight, self.bias = conv.weight, conv.bias
-        self.kernel_size, self.padding = conv.kernel_size[0], int(conv.padding[0])
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.padding:
-            inputs = F.pad(inputs, (self.padding, self.padding))
-        length = inputs.shape[-1] - self.kernel_size + 1
-        # Shifted slices rather than Tensor.unfold (whose backward has no vmap batching
-        # rule), stacked so the product lands in (B, out, L) order with no transpose.
-        shifted = [inputs[..., offset : offset + length] for offset in range(self.kernel_size)]
-        columns = torch.stack(shifted, dim=2).flatten(1, 2)  # (B, C*k, L)
-        outputs = torch.matmul(self.weight.flatten(1), columns)
-        return outputs if self.bias is None else outputs + self.bias[:, None]
-
-
-def vmap_skeleton(model: nn.Module) -> nn.Module:
-    """A weightless copy of ``model`` for ``functional_call`` under ``vmap``, with the 1-D
-    convolutions that :class:`MatmulConv1d` can replace replaced."""
-    skeleton = copy.deepcopy(model)
-    for parent in skeleton.modules():
-        for name, child in parent.named_children():
-            plain = (
-                isinstance(child, nn.Conv1d) and child.stride == (1,) and child.dilation == (1,)
-                and child.groups == 1 and child.padding_mode == "zeros" and not isinstance(child.padding, str)
-            )
-            if plain:
-                setattr(parent, name, MatmulConv1d(child))
-    return skeleton.to("meta")
 
 
 def population_error(task) -> str | None:
@@ -98,7 +57,7 @@ def population_error(task) -> str | None:
         return str(error)
     if not MODEL_REGISTRY.is_builtin(task.model):  # its code is the user's: stacking is not promised
         return f"model {task.model!r} is a plug-in: populations support lrgym's own models; run it on single envs"
-    with torch.device("meta"):  # only the structure matters: no memory, no weights
+    with torch.device("meta"):  # only the structure matters (buffers come with the model kind): no memory
         probe = build_model(task.model, (1, 28, 28), 10)
     return _buffers_error(task.model) if any(True for _ in probe.buffers()) else None
 
@@ -108,11 +67,11 @@ def _buffers_error(model: str) -> str:
             "without buffers (mlp, lenet); run it on single envs")
 
 
-def member_model(model: str, dataset: Dataset, seed: int) -> torch.nn.Module:
+def member_model(model: str, dataset: Dataset, seed: int, model_kwargs: dict | None = None) -> torch.nn.Module:
     """The model :class:`~lrgym.trainee.single.Trainee` builds from ``seed`` (global RNG untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(model, dataset.input_shape, dataset.num_classes)
+        return build_model(model, dataset.input_shape, dataset.num_classes, **(model_kwargs or {}))
 
 
 class PopulationTrainee:
@@ -121,6 +80,7 @@ class PopulationTrainee:
     :param dataset: splits on the training device.
     :param seeds: the trainee seed of each member (as given to :class:`~lrgym.trainee.single.Trainee`).
     :param lrs: each member's initial nominal rate.
+    :param model_kwargs: the model's size keywords (an MLP's ``hidden``), as the trainee takes them.
     :raises ValueError: for an optimizer that runs on single envs only, or a model with buffers.
     """
 
@@ -135,17 +95,18 @@ class PopulationTrainee:
         seeds: Sequence[int],
         optimizer_kwargs: dict | None = None,
         device: torch.device | str = "cpu",
+        model_kwargs: dict | None = None,
     ) -> None:
         if len(seeds) != len(lrs) or not seeds:
             raise ValueError(f"need one rate per seed and at least one seed, got {len(seeds)} seeds, {len(lrs)} rates")
         check_stackable(optimizer, optimizer_kwargs)
         self.device = torch.device(device)
         self.dataset = dataset
-        self.model_name = model
+        self.model_name, self.model_kwargs = model, dict(model_kwargs or {})
         self.size = len(seeds)
         self.batch_size = check_batch_size(dataset, batch_size)
         self.val_size = min(int(val_size), len(dataset.validation))
-        models = [member_model(model, dataset, seed) for seed in seeds]
+        models = [member_model(model, dataset, seed, self.model_kwargs) for seed in seeds]
         if any(True for _ in models[0].buffers()):
             raise ValueError(_buffers_error(model))
         params, _ = stack_module_state(models)
@@ -220,7 +181,7 @@ class PopulationTrainee:
     @torch.no_grad()
     def reset_member(self, member: int, seed: int, lr: float) -> None:
         """Restart ``member`` as a fresh trainee with ``seed`` and rate ``lr``; the others are untouched."""
-        model = member_model(self.model_name, self.dataset, seed)
+        model = member_model(self.model_name, self.dataset, seed, self.model_kwargs)
         for name, tensor in model.named_parameters():
             self.params[name][member] = tensor.detach().to(self.device)
             self.best_params[name][member] = self.params[name][member]

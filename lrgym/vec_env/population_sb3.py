@@ -11,23 +11,18 @@ in member order. ``seed(s)`` (which SB3 algorithms call with their own seed) res
 sequence at ``s`` when ``accept_seed`` is true; training passes ``accept_seed=False`` to
 keep its episodes in their own seed range (see :class:`lrgym.train.TrainingSeeds`).
 
-``--n-envs`` processes each hosting a population: SB3 cannot nest a ``VecEnv`` in a
-``SubprocVecEnv``, so :class:`SubprocPopulationVecEnv` runs one :class:`PopulationVecEnv`
-per worker process and concatenates them (a minimal pipe protocol: reset, step, close).
+``--n-envs`` processes each hosting a population: :class:`lrgym.vec_env.subproc_population.SubprocPopulationVecEnv`.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from lrgym.environment.lr_control_env import action_space, observation_space
 from lrgym.environment.population_env import PopulationEnv
-from lrgym.runners.backend import pin_threads
 from lrgym.tasks.specs import TaskSpec
 
 
@@ -51,11 +46,15 @@ class PopulationVecEnv(VecEnv):
         accept_seed: bool = True,
         **env_options: Any,
     ) -> None:
-        self.env = PopulationEnv(size, **task.to_dict(), **env_options)
         self.task = task
+        self._keep(PopulationEnv(size, **task.to_dict(), **env_options), first_seed, seed_stride, accept_seed)
+
+    def _keep(self, env: Any, first_seed: int, seed_stride: int, accept_seed: bool) -> None:
+        """Keep ``env`` (the population engine, one sub-env per member) and start the seed sequence."""
+        self.env = env
         self.next_seed, self.seed_stride, self.accept_seed = int(first_seed), int(seed_stride), accept_seed
         self._actions: np.ndarray | None = None
-        super().__init__(size, self.env.observation_space, self.env.action_space)
+        VecEnv.__init__(self, env.size, env.observation_space, env.action_space)
 
     def _take_seeds(self, count: int) -> list[int]:
         seeds = [self.next_seed + index * self.seed_stride for index in range(count)]
@@ -82,12 +81,20 @@ class PopulationVecEnv(VecEnv):
         for member in ended:
             infos[member]["terminal_observation"] = observations[member].copy()
             infos[member]["TimeLimit.truncated"] = False
-        if ended:
-            first, reset_infos = self.env.reset_members(ended, self._take_seeds(len(ended)))
-            for member, observation, info in zip(ended, first, reset_infos, strict=True):
-                observations[member] = observation
-                self.reset_infos[member] = info
+        self._after_step(observations, dones, infos, ended)
         return observations, rewards.astype(np.float32), dones, infos
+
+    def _after_step(self, observations: np.ndarray, dones: np.ndarray, infos: list[dict], ended: list[int]) -> None:
+        """Start the next episode of every member whose episode ``ended`` (in place)."""
+        if ended:
+            self._restart(ended, observations, self.env.reset_members)
+
+    def _restart(self, members: list[int], observations: np.ndarray, reset: Any) -> None:
+        """``reset(members, seeds)`` with the next seeds; their first observations replace the last ones."""
+        first, reset_infos = reset(members, self._take_seeds(len(members)))
+        for member, observation, info in zip(members, first, reset_infos, strict=True):
+            observations[member] = observation
+            self.reset_infos[member] = info
 
     def seed(self, seed: int | None = None) -> Sequence[int | None]:
         """Restart the seed sequence at ``seed`` (ignored when ``accept_seed`` is false)."""
@@ -113,110 +120,6 @@ class PopulationVecEnv(VecEnv):
         """Call ``PopulationEnv.method_name(member, *args)`` for each member in ``indices``."""
         method = getattr(self.env, method_name)
         return [method(member, *method_args, **method_kwargs) for member in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False] * len(list(self._get_indices(indices)))
-
-    def get_images(self) -> Sequence[np.ndarray | None]:
-        return [None] * self.num_envs
-
-
-# ---------------------------------------------------------------------------- processes
-def _worker(connection, task: dict[str, Any], size: int, first_seed: int, seed_stride: int, env_options) -> None:
-    pin_threads()  # the count the command pinned (1 by default): parallelism is across processes
-    venv = PopulationVecEnv(TaskSpec(**task), size, first_seed, seed_stride, accept_seed=False, **env_options)
-    try:
-        while True:
-            command, data = connection.recv()
-            if command == "step":
-                venv.step_async(data)
-                connection.send(venv.step_wait())
-            elif command == "reset":
-                observations = venv.reset()
-                connection.send((observations, venv.reset_infos))
-            elif command == "close":
-                break
-            else:
-                raise ValueError(f"unknown command {command!r}")
-    finally:
-        connection.close()
-
-
-class SubprocPopulationVecEnv(VecEnv):
-    """``processes`` populations of ``size`` members each, one per spawned worker process.
-
-    Sub-env ``p * size + k`` is member k of worker p. Worker p's episodes take seeds
-    ``first_seed + p, first_seed + p + processes * seed_stride, ...`` so workers never
-    share a seed. ``seed()`` is ignored (training keeps its own seed range).
-    """
-
-    def __init__(
-        self, task: TaskSpec, size: int, processes: int, first_seed: int = 0, seed_stride: int = 1,
-        **env_options: Any,
-    ) -> None:
-
-        context = multiprocessing.get_context("spawn")
-        self.size, self.processes = int(size), int(processes)
-        self._connections, self._workers = [], []
-        for worker in range(self.processes):
-            parent, child = context.Pipe()
-            arguments = (child, task.to_dict(), self.size, first_seed + worker * seed_stride,
-                         self.processes * seed_stride, env_options)
-            process = context.Process(target=_worker, args=arguments, daemon=True)
-            process.start()
-            child.close()
-            self._connections.append(parent)
-            self._workers.append(process)
-        self.task = task
-        self._closed = False
-        super().__init__(self.size * self.processes, observation_space(task), action_space(task))
-
-    def reset(self) -> VecEnvObs:
-        for connection in self._connections:
-            connection.send(("reset", None))
-        results = [connection.recv() for connection in self._connections]
-        self.reset_infos = [info for _, infos in results for info in infos]
-        self._reset_seeds()
-        self._reset_options()
-        return np.concatenate([observations for observations, _ in results])
-
-    def step_async(self, actions: np.ndarray) -> None:
-        for worker, connection in enumerate(self._connections):
-            connection.send(("step", actions[worker * self.size : (worker + 1) * self.size]))
-
-    def step_wait(self) -> VecEnvStepReturn:
-        results = [connection.recv() for connection in self._connections]
-        observations = np.concatenate([result[0] for result in results])
-        rewards = np.concatenate([result[1] for result in results])
-        dones = np.concatenate([result[2] for result in results])
-        infos = [info for result in results for info in result[3]]
-        return observations, rewards, dones, infos
-
-    def seed(self, seed: int | None = None) -> Sequence[int | None]:
-        return [None] * self.num_envs
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        for connection in self._connections:
-            connection.send(("close", None))
-        for process in self._workers:
-            process.join(timeout=30)
-        self._closed = True
-
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        count = len(list(self._get_indices(indices)))
-        if attr_name == "render_mode":
-            return [None] * count
-        if attr_name == "task":
-            return [self.task] * count
-        raise AttributeError(f"SubprocPopulationVecEnv does not forward {attr_name!r}")
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        raise AttributeError("SubprocPopulationVecEnv does not set attributes in its workers")
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        raise AttributeError("SubprocPopulationVecEnv does not call methods in its workers")
 
     def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
         return [False] * len(list(self._get_indices(indices)))

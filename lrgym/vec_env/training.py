@@ -17,11 +17,21 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor
 
 from lrgym.environment.family_env import FamilyEnv
-from lrgym.environment.lr_control_env import LRControlEnv
+from lrgym.environment.family_population_env import family_population_error
+from lrgym.environment.lr_control_env import LRControlEnv, resolve_device
+from lrgym.environment.rewards import needs_base_run
 from lrgym.runners.backend import LOCAL, Backend, pin_threads
 from lrgym.tasks.family import TaskFamily
 from lrgym.tasks.specs import TaskSpec
-from lrgym.vec_env.population_sb3 import PopulationVecEnv, SubprocPopulationVecEnv
+from lrgym.trainee.data import load_dataset
+from lrgym.trainee.population import population_error
+from lrgym.trainee.population_memory import population_memory_error
+from lrgym.vec_env.family_population import FamilyPopulationVecEnv
+from lrgym.vec_env.population_sb3 import PopulationVecEnv
+from lrgym.vec_env.subproc_population import SubprocPopulationVecEnv
+
+# Family instances whose memory the population check estimates (the largest decides).
+MEMORY_SAMPLE = 64
 
 
 def make_vec_env(factories: Sequence[Callable[[], Any]], backend: Backend = LOCAL, device: str | None = None):
@@ -79,6 +89,7 @@ def make_training_env(
     env_options: dict[str, Any],
     population: int = 1,
     backend: Backend = LOCAL,
+    threads: int = 1,
 ) -> VecEnv:
     """``n_envs`` training envs: in this process for 1, in subprocesses (``SubprocVecEnv``) for
     more; in Ray actors spread over the cluster with the ray backend (:func:`lrgym.runners.pool.make_vec_env`).
@@ -86,19 +97,22 @@ def make_training_env(
 
     :param task: a task, or a family (family envs on its train instances).
     :param population: with more than 1, each of the ``n_envs`` processes (this one for 1)
-        hosts a population of that many trainees of ``task`` trained in lock-step
-        (:mod:`lrgym.vec_env.population_sb3`).
+        hosts a population of that many trainees trained in lock-step: of ``task``
+        (:mod:`lrgym.vec_env.population_sb3`), or of one drawn train instance of the family
+        at a time (:mod:`lrgym.vec_env.family_population`), base-schedule counterfactuals
+        as extra members of the batch.
+    :param threads: torch threads of each subprocess (this process keeps its own setting).
+    :raises ValueError: for a population that cannot run (:func:`population_refusal`).
     """
     if population > 1:
-        if isinstance(task, TaskFamily):
-            raise ValueError(
-                "--population trains one task; a family draws a new instance every episode: "
-                "train it on single envs (--n-envs) or pass one of its tasks"
-            )
-        if backend.is_ray:
-            raise ValueError("--population with --backend ray is not supported yet: use one or the other")
+        refusal = population_refusal(task, n_envs, population, backend, env_options)
+        if refusal is not None:
+            raise ValueError(refusal)
         if n_envs > 1:
-            return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, **env_options))
+            return VecMonitor(SubprocPopulationVecEnv(task, population, n_envs, first_seed, threads=threads,
+                                                      **env_options))
+        if isinstance(task, TaskFamily):
+            return VecMonitor(FamilyPopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
         return VecMonitor(PopulationVecEnv(task, population, first_seed, accept_seed=False, **env_options))
     factories = [
         functools.partial(
@@ -107,3 +121,37 @@ def make_training_env(
         for index in range(n_envs)
     ]
     return make_vec_env(factories, backend, device=env_options["device"])
+
+
+def population_refusal(
+    task: TaskSpec | TaskFamily, n_envs: int, population: int, backend: Backend, env_options: dict[str, Any]
+) -> str | None:
+    """Why ``n_envs`` processes of ``population`` stacked trainees of ``task`` cannot run, or ``None``:
+    the ray backend, an optimizer or model a population cannot batch (for a family: one its
+    instances may draw), or more trainees than the device's memory holds.
+
+    Checked before anything is built or written; the memory estimate is
+    :func:`lrgym.trainee.population_memory.population_memory_error` on the task, or on the
+    first :data:`MEMORY_SAMPLE` train instances of a family.
+    """
+    if population <= 1:
+        return None
+    if backend.is_ray:
+        return "--population with --backend ray is not supported yet: use one or the other"
+    family = task if isinstance(task, TaskFamily) and not task.single else None
+    if family is not None:
+        error = family_population_error(family)
+        tasks = [family.instance(index) for index in family.indices("train")[:MEMORY_SAMPLE]]
+    else:
+        task = task.instance(0) if isinstance(task, TaskFamily) else task
+        error, tasks = population_error(task), [task]
+    if error is not None:
+        return f"--population {population}: {error}"
+    shaped = []
+    for each in tasks:
+        dataset = load_dataset(each.dataset, data_dir=env_options.get("data_dir"), download=env_options.get(
+            "download", False), device="cpu", dataset_kwargs=each.dataset_kwargs)
+        shaped.append((each, dataset.input_shape, dataset.num_classes))
+    what = f"--n-envs {n_envs} --population {population}"
+    device = resolve_device(env_options.get("device", "auto"))
+    return population_memory_error(shaped, population, n_envs, device, what, 2 if needs_base_run(tasks[0]) else 1)
