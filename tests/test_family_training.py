@@ -132,7 +132,7 @@ def test_family_populations_in_two_processes_train_and_select_on_validation_popu
     (["--population", "10000000"], "at most --population"),
     (["--population", "2", "--set", "optimizer=prodigy"], "runs on single envs only"),
     (["--population", "2", "--backend", "ray"], "not supported yet"),
-    (["--population", "2", "--agent", "aslr"], "needs ppo or ppo-lstm"),
+    (["--population", "2", "--agent", "aslr"], "needs a training recipe of kind"),
 ])
 def test_cli_refuses_a_population_that_cannot_run_in_one_line_and_writes_nothing(tmp_path, capsys, flags, message):
     from lrgym.cli import main

@@ -47,6 +47,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from lrgym.checkpoints.algorithms import ALGORITHMS, algorithm_class, card_algorithm  # noqa: F401
 from lrgym.checkpoints.file_checks import check_card, read_json
 from lrgym.checkpoints.policy_files import ObservationNormalizer, build_policy, policy_facts, save_policy_weights
 from lrgym.tasks.family import TaskFamily
@@ -71,14 +72,6 @@ SECURITY_NOTE = (
     "model.*.zip and vecnormalize.*.pkl are SB3 pickles read only by `lrgym train --resume`: resume only "
     "your own runs."
 )
-# agent spec kind (a training recipe) -> the SB3 class that trains it unless the spec names
-# another in ``algorithm`` (module, class name)
-ALGORITHMS = {
-    "ppo": ("stable_baselines3", "PPO"),
-    "ppo-lstm": ("sb3_contrib", "RecurrentPPO"),
-    "sb3": ("stable_baselines3", "PPO"),
-}
-ALGORITHM_MODULES = ("stable_baselines3", "sb3_contrib")  # where an ``algorithm`` name is looked up
 _PACKAGES = ("lrgym", "torch", "stable-baselines3", "sb3-contrib", "gymnasium", "numpy", "safetensors")
 
 
@@ -302,34 +295,6 @@ def export_for_acting(folder: str | Path, out: str | Path) -> Path:
     card["files"] = {role: card["files"][role] for role in ACTING_ROLES}
     (out / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     return out
-
-
-def algorithm_class(kind: str, name: str | None = None) -> type:
-    """The SB3 class that trains agent kind ``kind`` (a key of :data:`ALGORITHMS`).
-
-    :param name: an algorithm class of stable_baselines3 or sb3_contrib (``SAC``,
-        ``sb3_contrib.TQC``, as a card records it: ``stable_baselines3.SAC``); ``None``: the kind's default.
-    """
-    import importlib
-
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-    if kind not in ALGORITHMS:
-        raise ValueError(f"no training algorithm for agent kind {kind!r}; known: {', '.join(ALGORITHMS)}")
-    module_name, _, class_name = (".".join(ALGORITHMS[kind]) if name is None else str(name)).rpartition(".")
-    if module_name and module_name not in ALGORITHM_MODULES:
-        raise ValueError(f"algorithm {name!r}: lrgym trains with {' or '.join(ALGORITHM_MODULES)} classes only")
-    for module in [module_name] if module_name else ALGORITHM_MODULES:
-        found = getattr(importlib.import_module(module), class_name, None)
-        if isinstance(found, type) and issubclass(found, BaseAlgorithm):
-            return found
-    raise ValueError(f"unknown algorithm {name!r}: name an SB3 algorithm class, e.g. PPO, A2C, SAC, TD3 "
-                     "(stable_baselines3) or RecurrentPPO, TQC (sb3_contrib)")
-
-
-def card_algorithm(card: dict[str, Any]) -> type:
-    """The SB3 class that trained the controller of ``card`` (its ``algorithm``, else its agent kind's default)."""
-    return algorithm_class(card["agent"]["kind"], card.get("algorithm"))
 
 
 @dataclass

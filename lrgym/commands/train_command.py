@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lrgym.checkpoints.checkpoint import ALGORITHMS
+from lrgym.checkpoints.algorithms import ALGORITHMS
 from lrgym.commands.common import (
     TASK_HELP,
     add_task_arguments,
