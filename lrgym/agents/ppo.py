@@ -75,13 +75,19 @@ class PPOAgent:
 def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
     """The task fields a controller brings wherever it acts: the observation it was trained on
     (``features``), its action mode and, for a ``residual`` controller, the base schedule it
-    corrects. Other fields (budget, interval, ``lr_scale``, reward) stay the task's own."""
+    corrects; and the trainee optimizer when its training family imposed one on every instance
+    (a residual over Prodigy scales Prodigy's multiplier: it is Prodigy plus a controller).
+    Other fields (budget, interval, ``lr_scale``, reward, ``base_lr_spread``) stay the task's own."""
     trained_on = card["task"]
     overrides: dict[str, Any] = {
         "features": trained_on.get("features", "xu"), "action": card["signature"]["action"],
     }
     if trained_on.get("base_schedule") is not None:
         overrides["base_schedule"] = trained_on["base_schedule"]
+    family_overrides = card.get("family", {}).get("overrides", {})
+    for name in ("optimizer", "optimizer_kwargs"):
+        if name in family_overrides:
+            overrides[name] = trained_on[name]
     return overrides
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from lrgym.agents import make_agent, run_episode
 from lrgym.agents.population_runs import can_run_as_population, run_population_episodes
 from lrgym.agents.step_grid import given_choice, step_grid_choice
@@ -154,6 +156,8 @@ def episode_rows(
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
         "initial_val_loss": episode.initial_val_loss,  # a diverged run's floor (lrgym.evaluation.aggregate)
+        # Results depend on it (a LeNet moved up to 12% between 1 and 2 threads): recorded per run.
+        "torch_threads": torch.get_num_threads(),
     }
     trajectory = [
         {

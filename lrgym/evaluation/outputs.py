@@ -24,7 +24,7 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time", "initial_val_loss", "node",
+    "diverged", "decisions", "wall_time", "initial_val_loss", "node", "torch_threads",
 )
 TEXT_COLUMNS = ("agent", "trainee_optimizer", "node")
 TRAJECTORY_COLUMNS = (
