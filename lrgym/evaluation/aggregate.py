@@ -13,7 +13,12 @@ Bellemare, NeurIPS 2021) is followed for the definitions:
   reported beside it: it also counts the luck of which instances were drawn;
 - the **probability of improvement** P(X < Y) is, per instance, the Mann-Whitney
   statistic over all pairs of X's and Y's runs (ties count 1/2), averaged over instances;
-- a **performance profile** is the fraction of runs whose score is at most tau.
+- a **performance profile** is the fraction of runs whose score is at most tau;
+- **instance-level tests** (:func:`instance_tests`): each instance's mean over its seeds of
+  log(agent's loss / the reference's), then a two-sided Wilcoxon signed-rank test and a
+  two-sided sign test (binomial, ties dropped) on those per-instance means. The seeds of one
+  instance are not independent draws of the question "is it better on a new task?": the
+  instances are, so a claim about unseen tasks is tested on them, not on the runs.
 
 rliable itself is not a dependency: its sdist pulls arch, seaborn and pandas for these few
 lines. The bootstrap is written out because ``scipy.stats.bootstrap`` resamples whole
@@ -136,6 +141,40 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return np.array([(values <= tau).mean() if values.size else math.nan for tau in taus])
 
 
+@dataclass(frozen=True)
+class InstanceTests:
+    """Tests on the per-instance mean log ratios of an agent's losses to the reference's."""
+
+    instances: int  # instances with at least one paired run
+    better: int  # instances whose mean log ratio is < 0
+    worse: int  # ... > 0 (the rest tie exactly)
+    median_log_ratio: float
+    wilcoxon_p: float  # two-sided Wilcoxon signed-rank test (NaN when every ratio is 0)
+    sign_p: float  # two-sided sign test: binomial on better vs worse, ties dropped (NaN when all tie)
+
+
+def instance_log_ratios(losses: np.ndarray, reference_losses: np.ndarray) -> np.ndarray:
+    """Per instance, the mean over its paired seeds of log(loss / reference loss) (instances
+    without a finite pair are left out)."""
+    ratios = np.log(losses / reference_losses)
+    finite = np.isfinite(ratios)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, ratios, 0.0).sum(axis=1)
+    return sums[counts > 0] / counts[counts > 0]
+
+
+def instance_tests(losses: np.ndarray, reference_losses: np.ndarray) -> InstanceTests:
+    """Wilcoxon signed-rank and sign tests (two-sided) on :func:`instance_log_ratios`."""
+    means = instance_log_ratios(losses, reference_losses)
+    better, worse = int((means < 0).sum()), int((means > 0).sum())
+    wilcoxon_p = sign_p = math.nan
+    if better + worse:
+        sign_p = float(stats.binomtest(better, better + worse, 0.5).pvalue)
+        wilcoxon_p = float(stats.wilcoxon(means, zero_method="wilcox").pvalue)
+    median = float(np.median(means)) if means.size else math.nan
+    return InstanceTests(int(means.size), better, worse, median, wilcoxon_p, sign_p)
+
+
 @dataclass
 class AgentAggregate:
     """One agent's normalised scores against the reference, with intervals."""
@@ -151,6 +190,7 @@ class AgentAggregate:
     improvement: float  # P(agent beats the reference)
     improvement_interval: tuple[float, float]
     improvement_instance_interval: tuple[float, float]
+    tests: InstanceTests | None = None  # instance-level tests against the reference
 
 
 def aggregate(
@@ -179,6 +219,7 @@ def aggregate(
                 improvement_instance_interval=bootstrap_interval(
                     probability_of_improvement, pair, False, repetitions
                 ),
+                tests=instance_tests(matrix, reference_losses),
             )
         )
     return result
@@ -214,4 +255,30 @@ def aggregate_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> 
             f"| {item.improvement:.2f} | {_interval(item.improvement_interval)} "
             f"| {_interval(item.improvement_instance_interval)} |"
         )
+    lines += ["", instance_tests_markdown(aggregates, reference)]
     return "\n".join(lines) + "\n"
+
+
+def instance_tests_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> str:
+    """A markdown table of each agent's :class:`InstanceTests` against ``reference``."""
+    lines = [
+        f"Instance level: per instance, the mean over its seeds of log(test loss / `{reference}`'s); "
+        "two-sided Wilcoxon signed-rank and sign tests on those means (instances, not runs, are the "
+        "independent draws).",
+        "",
+        "| agent | instances | better | worse | median log ratio | Wilcoxon p | sign test p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for item in sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm)):
+        if item.agent == reference or item.tests is None:
+            continue
+        tests = item.tests
+        lines.append(
+            f"| {item.agent} | {tests.instances} | {tests.better} | {tests.worse} | {tests.median_log_ratio:+.3f} "
+            f"| {_p_value(tests.wilcoxon_p)} | {_p_value(tests.sign_p)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _p_value(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2g}"
