@@ -188,3 +188,27 @@ def test_per_instance_tuning_writes_each_choice_as_it_is_made(family, monkeypatc
     choices = step_grid_family.tune_instances(tasks, spec, options)
     assert set(runs) == {tasks[2].name} and len(choices) == 3
     assert [choice["initial_lr"] for choice in choices[:2]] == [0.001, 0.001]
+
+
+def test_cli_tunes_per_optimizer_then_evaluates_from_the_saved_choice(fake_runs, tmp_path, capsys):
+    from lrgym.cli import main
+    from lrgym.evaluation.outputs import read_results
+
+    overrides = ["--set", "steps=8", "--set", "decisions=2", "--set", "val_size=50", "--set", "dataset_kwargs={}"]
+    code = main(["tune", "mnist1d-family", "--agent", "step-grid-per-optimizer", "-j", "1", "--out",
+                 str(tmp_path / "tune"), *overrides])
+    printed = capsys.readouterr().out
+    assert code == 0 and "mnist1d-family sgd: StepLR(initial_lr=1, step_size=25, gamma=0.9)" in printed
+    assert len(fake_runs) == 42 * 8 * 3
+    whole = family_cache_path(tmp_path / "tune", load_family("mnist1d-family", **FAST),
+                              load_agent_spec("step-grid-per-optimizer"))
+    out = tmp_path / "evaluate"
+    code = main(["evaluate", "mnist1d-family", "--instances", "test:0-2", "--seeds", "1", "--agents", "constant-tuned",
+                 "--agent-config", f"constant-tuned={whole}", "-j", "1", "--out", str(out), *overrides])
+    assert code == 0
+    for result in read_results(out / "results.csv"):
+        assert result["first_lr"] == pytest.approx(min(BEST_RATE[result["optimizer"]], 10.0))
+        assert result["torch_threads"] == 1
+    assert main(["evaluate", "mnist1d-family", "--instances", "test:0", "--agents", "constant",
+                 "--agent-config", f"cosine={whole}", *overrides]) == 2
+    assert "--agent-config names cosine, not among --agents (constant)" in capsys.readouterr().err
