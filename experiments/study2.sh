@@ -87,7 +87,8 @@ export -f seed_cache choice_of
 # ---------------------------------------------------------------------------- tunings (train instances)
 if wanted tune; then
     mkdir -p "$CHOICES"
-    cp -n checkpoints/mnist1d-family-ppo/step-grid-family-$FAMILY-*.json "$CHOICES/"   # study 1's, 504 episodes
+    # study 1's choice (504 episodes), shipped beside its controller; a smoke test (SET) tunes its own
+    [ -z "$SET" ] && cp -n checkpoints/mnist1d-family-ppo/step-grid-family-$FAMILY-*.json "$CHOICES/"
     stage tune-family $LRGYM tune $FAMILY $SET --jobs "$JOBS" --out "$CHOICES"
     stage tune-per-optimizer $LRGYM tune $FAMILY --agent step-grid-per-optimizer $SET --jobs "$JOBS" --out "$CHOICES"
     stage tune-warmup-cosine $LRGYM tune $FAMILY --agent warmup-cosine-per-optimizer $SET --jobs "$JOBS" --out "$CHOICES"
