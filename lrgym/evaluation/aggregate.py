@@ -237,47 +237,50 @@ def _interval(values: tuple[float, float]) -> str:
     return f"[{values[0]:.3f}, {values[1]:.3f}]"
 
 
+def _markdown_table(intro: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A paragraph, then a markdown table of ``rows`` under ``columns``."""
+    lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _ranked(aggregates: Sequence[AgentAggregate]) -> list[AgentAggregate]:
+    return sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm))
+
+
 def aggregate_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> str:
-    """A markdown table of :func:`aggregate`'s result, best IQM first."""
-    lines = [
+    """A markdown table of :func:`aggregate`'s result, best IQM first, then the instance-level tests."""
+    intro = (
         f"Normalised score = test loss at the best-validation point / `{reference}`'s on the same "
         "instance and seed (< 1 is better). Intervals: 95% stratified bootstrap over seeds within "
-        "instances (rliable's), and over instances (the luck of the draw of instances).",
-        "",
-        "| agent | runs | diverged | IQM | IQM 95% CI (seeds) | IQM 95% CI (instances) | mean | mean 95% CI "
-        f"| P(better than {reference}) | its 95% CI (seeds) | its 95% CI (instances) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "instances (rliable's), and over instances (the luck of the draw of instances)."
+    )
+    columns = ("agent", "runs", "diverged", "IQM", "IQM 95% CI (seeds)", "IQM 95% CI (instances)", "mean",
+               "mean 95% CI", f"P(better than {reference})", "its 95% CI (seeds)", "its 95% CI (instances)")
+    rows = [
+        (item.agent, str(item.runs), str(item.diverged), f"{item.iqm:.3f}", _interval(item.iqm_interval),
+         _interval(item.iqm_instance_interval), f"{item.mean:.3f}", _interval(item.mean_interval),
+         f"{item.improvement:.2f}", _interval(item.improvement_interval),
+         _interval(item.improvement_instance_interval))
+        for item in _ranked(aggregates)
     ]
-    for item in sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm)):
-        lines.append(
-            f"| {item.agent} | {item.runs} | {item.diverged} | {item.iqm:.3f} | {_interval(item.iqm_interval)} "
-            f"| {_interval(item.iqm_instance_interval)} | {item.mean:.3f} | {_interval(item.mean_interval)} "
-            f"| {item.improvement:.2f} | {_interval(item.improvement_interval)} "
-            f"| {_interval(item.improvement_instance_interval)} |"
-        )
-    lines += ["", instance_tests_markdown(aggregates, reference)]
-    return "\n".join(lines) + "\n"
+    return _markdown_table(intro, columns, rows) + "\n" + instance_tests_markdown(aggregates, reference)
 
 
 def instance_tests_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> str:
     """A markdown table of each agent's :class:`InstanceTests` against ``reference``."""
-    lines = [
+    intro = (
         f"Instance level: per instance, the mean over its seeds of log(test loss / `{reference}`'s); "
         "two-sided Wilcoxon signed-rank and sign tests on those means (instances, not runs, are the "
-        "independent draws).",
-        "",
-        "| agent | instances | better | worse | median log ratio | Wilcoxon p | sign test p |",
-        "|---|---|---|---|---|---|---|",
+        "independent draws)."
+    )
+    columns = ("agent", "instances", "better", "worse", "median log ratio", "Wilcoxon p", "sign test p")
+    rows = [
+        (item.agent, str(t.instances), str(t.better), str(t.worse), f"{t.median_log_ratio:+.3f}",
+         _p_value(t.wilcoxon_p), _p_value(t.sign_p))
+        for item in _ranked(aggregates) if item.agent != reference and (t := item.tests) is not None
     ]
-    for item in sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm)):
-        if item.agent == reference or item.tests is None:
-            continue
-        tests = item.tests
-        lines.append(
-            f"| {item.agent} | {tests.instances} | {tests.better} | {tests.worse} | {tests.median_log_ratio:+.3f} "
-            f"| {_p_value(tests.wilcoxon_p)} | {_p_value(tests.sign_p)} |"
-        )
-    return "\n".join(lines) + "\n"
+    return _markdown_table(intro, columns, rows)
 
 
 def _p_value(value: float) -> str:
