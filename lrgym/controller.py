@@ -75,7 +75,8 @@ class LRController:
         self.step_count = 0
         if needs_base_run(task):  # acting needs no reward: do not run the base schedule
             task = task.replace(reward="log_improvement")
-        self.task = task.replace(steps=self.total_steps)
+        # A base drawn at random each episode (base_lr_spread) is a meta-training device: acting runs the base as given.
+        self.task = task.replace(steps=self.total_steps, base_lr_spread=0.0)
         self.lr = start_lr(self.task, float(optimizer.param_groups[0]["lr"]))
         self.lr_history: list[float] = []
         self._losses: list[torch.Tensor] = []
