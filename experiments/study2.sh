@@ -179,20 +179,35 @@ if wanted aggregate; then
 fi
 
 # ---------------------------------------------------------------------------- transfer (no retraining)
+# References transferred as they are (tuned on mnist1d-family: --agent-config), Prodigy, Schedule-Free,
+# the winning rule, and the step decay tuned on the target itself (the yardstick of "within 5%").
 if wanted transfer; then
     shipped=$(cat "$RESULTS/selection/shipped.txt")
     TRANSFERRED=(--agent-config "step-grid-per-optimizer=$(choice_of step-grid-per-optimizer)"
                  --agent-config "step-grid-family=$(choice_of step-grid-family)")
+    OTHERS="prodigy,prodigy-cosine,schedulefree${RULE_AGENT:+,$RULE_AGENT}"
     for target in "fashion-mnist-quick adam" "fashion-mnist-quick momentum" "mnist1d-mlp adam"; do
         set -- $target
-        stage "transfer-$1-$2" $LRGYM evaluate "$1" --set optimizer="$2" --seeds 5 --jobs "$JOBS" \
-            --agents "step-grid-per-optimizer,ppo:$RUNS/$shipped,step-grid-family,prodigy,schedulefree${RULE_AGENT:+,$RULE_AGENT}" \
+        stage "transfer-$1-$2" $LRGYM evaluate "$1" --set optimizer="$2" --seeds 5 --jobs "$JOBS" --allow-long-tuning \
+            --agents "step-grid-per-optimizer,ppo:$RUNS/$shipped,step-grid-family,$OTHERS,step-grid" \
             "${TRANSFERRED[@]}" --out "$RESULTS/transfer/$1-$2"
     done
     if [ -z "$DAC_FAMILY" ]; then echo "== transfer to DAC4SGD: waits for #18 (set DAC_FAMILY and RULE_AGENT)"
     else
-        stage "transfer-$DAC_FAMILY" $LRGYM evaluate "$DAC_FAMILY" --instances test:20 --seeds 3 --jobs "$JOBS" \
-            --agents "step-grid-per-optimizer,ppo:$RUNS/$shipped,step-grid-family,prodigy,schedulefree,$RULE_AGENT" \
-            "${TRANSFERRED[@]}" --out "$RESULTS/transfer/$DAC_FAMILY"
+        # Three folders, so that the transferred and the target-tuned per-optimizer step decay (one name)
+        # are never pooled: aggregate the cell's folder with either.
+        DAC=(evaluate "$DAC_FAMILY" --instances test:20 --seeds 3 --jobs "$JOBS" --allow-long-tuning)
+        stage "transfer-$DAC_FAMILY-cell" $LRGYM "${DAC[@]}" --agents "ppo:$RUNS/$shipped" \
+            --out "$RESULTS/transfer/$DAC_FAMILY/cell"
+        stage "transfer-$DAC_FAMILY-transferred" $LRGYM "${DAC[@]}" \
+            --agents "step-grid-per-optimizer,step-grid-family,$OTHERS" "${TRANSFERRED[@]}" \
+            --out "$RESULTS/transfer/$DAC_FAMILY/transferred"
+        stage "transfer-$DAC_FAMILY-tuned" $LRGYM "${DAC[@]}" --agents step-grid-per-optimizer \
+            --out "$RESULTS/transfer/$DAC_FAMILY/tuned-on-target"
+        for against in transferred tuned-on-target; do
+            stage "transfer-$DAC_FAMILY-aggregate-$against" $LRGYM aggregate "$RESULTS/transfer/$DAC_FAMILY/cell" \
+                "$RESULTS/transfer/$DAC_FAMILY/$against" --reference step-grid-per-optimizer \
+                --out "$RESULTS/transfer/$DAC_FAMILY/aggregate-$against"
+        done
     fi
 fi
