@@ -12,10 +12,13 @@ Two uses of the step-decay grid (:mod:`lrgym.agents.step_grid`) on a family:
   instance, so every instance weighs the same whatever its loss scale (1 is the best
   configuration of that instance). The choice is the configuration with the lowest
   mean normalised score over the instances (ties: the first in grid order).
+  :func:`tune_across` applies the rule to any train instances: one optimizer's, for the
+  per-optimizer tuning of :mod:`lrgym.agents.per_optimizer`.
 - **Per instance** (:func:`tune_instances`, the oracle): the plain ``step-grid`` kind
   on each instance's own tuning seeds (``agents/step-grid-small.toml`` is a 12-point
-  grid for this), every (instance, configuration, seed) run spread over workers by
-  :func:`lrgym.runners.pool.run_jobs` and each instance's choice cached on disk.
+  grid for this, ``agents/step-grid-oracle.toml`` the full 42-point grid on two tuning
+  seeds), the runs spread over workers by :func:`lrgym.runners.pool.run_jobs` and each
+  instance's choice cached on disk as soon as it is made.
 
 Both write the step-grid choice format (:func:`~lrgym.agents.step_grid.save_choice`):
 ``initial_lr``, ``scheduler``, ``kwargs`` and how they were chosen; a family choice can
