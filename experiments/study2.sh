@@ -21,6 +21,7 @@
 #   transfer      the shipped cell, without retraining, on fashion-mnist-quick (Adam and momentum
 #                 SGD) and mnist1d-mlp against the references transferred as they are; on the
 #                 DAC4SGD family                                          [DAC4SGD waits for #18]
+#   account       compute.md: each finished stage's wall and CPU time, the trainee runs per method
 #
 # Every stage resumes and skips when done: a stage that finished has a record in
 # RESULTS/stages/NAME.json (command, wall and CPU seconds, torch threads, jobs, host); a
@@ -210,4 +211,11 @@ if wanted transfer; then
                 --out "$RESULTS/transfer/$DAC_FAMILY/aggregate-$against"
         done
     fi
+fi
+
+# ---------------------------------------------------------------------------- the compute account
+# Always rewritten (it only reads): every finished stage's wall and CPU time, the trainee runs per method.
+if wanted account; then
+    $PY experiments/study2_account.py "$RESULTS" "$RUNS" > "$RESULTS/compute.md"
+    echo "== account: wrote $RESULTS/compute.md"
 fi
