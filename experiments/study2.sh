@@ -70,10 +70,11 @@ stage() {
     read -r wall user system < "$RESULTS/stages/$name.time"
     rm "$RESULTS/stages/$name.time"
     $PY - "$record" "$name" "$wall" "$user" "$system" "$JOBS" "$*" <<'EOF'
-import datetime, json, socket, sys
+import datetime, json, os, socket, sys
 record, name, wall, user, system, jobs, command = sys.argv[1:]
+# lrgym pins one torch thread in every run (and records it in results.csv); this is the environment's bound.
 json.dump({"stage": name, "command": command, "wall_s": float(wall), "cpu_s": round(float(user) + float(system), 1),
-           "torch_threads": 1, "jobs": int(jobs), "host": socket.gethostname(),
+           "torch_threads": int(os.environ["OMP_NUM_THREADS"]), "jobs": int(jobs), "host": socket.gethostname(),
            "finished": datetime.datetime.now().isoformat(timespec="seconds")}, open(record, "w"), indent=2)
 EOF
 }
