@@ -109,7 +109,8 @@ class LRController(LRScheduler):
         self.final_layer = final_layer if final_layer is not None else find_final_layer(model)
         if needs_base_run(task):  # acting needs no reward: do not run the base schedule
             task = task.replace(reward="log_improvement")
-        self.task = task.replace(steps=self.total_steps)
+        # A base drawn at random each episode (base_lr_spread) is a meta-training device: acting runs the base as given.
+        self.task = task.replace(steps=self.total_steps, base_lr_spread=0.0)
         self.lr = start_lr(self.task, self.base_lrs[0])
         self.lr_history: list[float] = []
         self._losses: list[torch.Tensor] = []

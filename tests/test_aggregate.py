@@ -11,6 +11,8 @@ from lrgym.evaluation.aggregate import (
     aggregate,
     aggregate_markdown,
     bootstrap_interval,
+    instance_log_ratios,
+    instance_tests,
     iqm,
     loss_matrices,
     performance_profile,
@@ -77,3 +79,41 @@ def test_aggregate_against_the_reference():
     assert by_agent["bad"].iqm == pytest.approx(2.0) and by_agent["bad"].diverged == 12
     text = aggregate_markdown(list(by_agent.values()), "ref")
     assert text.index("| good |") < text.index("| ref |") < text.index("| bad |")
+
+
+def test_instance_log_ratios_average_each_instances_seeds():
+    reference = np.ones((3, 2))
+    losses = np.array([[math.e, 1.0], [1.0, np.nan], [np.nan, np.nan]])  # the last instance has no pair
+    np.testing.assert_allclose(instance_log_ratios(losses, reference), [0.5, 0.0])
+
+
+def test_instance_tests_by_hand():
+    # Per-instance mean log ratios -0.1, -0.2, -0.3 and +0.05 (each instance's two seeds agree).
+    means = np.array([-0.1, -0.2, -0.3, 0.05])
+    reference = np.ones((4, 2))
+    tests = instance_tests(np.exp(means)[:, None] * reference, reference)
+    assert (tests.instances, tests.better, tests.worse) == (4, 3, 1)
+    assert tests.median_log_ratio == pytest.approx(-0.15)
+    assert tests.sign_p == pytest.approx(2 * 5 / 16)  # P(at least 3 of 4 heads), both tails
+    # Ranks of |d|: 0.05 -> 1, 0.1 -> 2, 0.2 -> 3, 0.3 -> 4; W+ = 1; exact: P(W+ <= 1) = 2/16, both tails 4/16.
+    assert tests.wilcoxon_p == pytest.approx(0.25)
+
+
+def test_more_seeds_of_the_same_instances_do_not_make_an_instance_test_more_certain():
+    rng = np.random.default_rng(0)
+    effects = rng.normal(-0.05, 0.1, size=(12, 1))
+    reference = rng.uniform(1.0, 2.0, size=(12, 1))
+    few = instance_tests(reference * np.exp(effects), reference)
+    many = instance_tests(np.repeat(reference * np.exp(effects), 10, axis=1), np.repeat(reference, 10, axis=1))
+    assert (few.better, few.worse, few.wilcoxon_p, few.sign_p) == (many.better, many.worse, many.wilcoxon_p,
+                                                                  many.sign_p)
+
+
+def test_the_reference_against_itself_has_no_test_and_the_table_lists_the_others():
+    rows = [row(agent, instance, seed, loss) for instance in range(5) for seed in range(2)
+            for agent, loss in (("ref", 1.0), ("good", 0.9 - 0.01 * instance))]
+    by_agent = {item.agent: item for item in aggregate(rows, "ref", repetitions=20)}
+    assert math.isnan(by_agent["ref"].tests.wilcoxon_p) and by_agent["ref"].tests.better == 0
+    assert by_agent["good"].tests.better == 5 and by_agent["good"].tests.sign_p == pytest.approx(2 / 32)
+    text = aggregate_markdown(list(by_agent.values()), "ref")
+    assert "| good | 5 | 5 | 0 |" in text and "| ref | 5 | 0 | 0 |" not in text

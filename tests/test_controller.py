@@ -190,3 +190,27 @@ def test_a_validation_batch_is_drawn_once_from_a_dataset_or_tensors():
         LRController.from_checkpoint(SHIPPED / "mnist1d-mlp-ppo", build_model("mlp", (1, 40), 10),
                                      torch.optim.SGD(build_model("mlp", (1, 40), 10).parameters(), lr=0.1),
                                      None, None, total_steps=10)
+
+
+def test_a_controller_trained_on_drawn_bases_acts_on_the_base_as_given(tiny_task):
+    class DoNothing:
+        def begin_episode(self):
+            pass
+
+        def act(self, state, info):
+            return [0.0]
+
+    base = {"scheduler": "StepLR", "initial_lr": 0.02, "kwargs": {"step_size": 10, "gamma": 0.5}}
+    trained_on = tiny_task.replace(action="residual", base_schedule=base, base_lr_spread=1.0,
+                                   features="scale-free", reward="relative_terminal")
+    model = torch.nn.Linear(40, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    inputs, labels = torch.randn(8, 40), torch.arange(8)
+    controller = LRController(DoNothing(), trained_on, model, optimizer, inputs, labels, total_steps=40)
+    for _ in range(40):
+        loss = F.cross_entropy(model(inputs), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        controller.step(loss)
+    assert controller.lr_history == pytest.approx([0.02, 0.01, 0.005, 0.0025])

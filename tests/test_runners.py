@@ -153,7 +153,7 @@ def test_evaluate_and_episode_record_the_thread_count(tmp_path, restore_threads,
     assert main(["evaluate", "mnist1d-mlp", "--agents", "constant", "--seeds", "1", "--jobs", "1",
                  "--threads", "2", "--out", str(tmp_path), *TINY_FLAGS]) == 0
     with open(tmp_path / "results.csv") as handle:
-        assert [row["threads"] for row in csv.DictReader(handle)] == ["2"]
+        assert [row["torch_threads"] for row in csv.DictReader(handle)] == ["2"]
     assert "each run on 2 torch thread(s)" in (tmp_path / "summary.md").read_text()
     assert main(["episode", "mnist1d-mlp", *TINY_FLAGS]) == 0
     assert capsys.readouterr().out.rstrip().endswith("on 1 torch thread(s)")

@@ -26,6 +26,8 @@ AGENT_KINDS: dict[str, str] = {
     "lookahead": "lrgym.agents.lookahead:make_lookahead_agent",
     "step-grid": "lrgym.agents.step_grid:make_step_grid_agent",
     "step-grid-family": "lrgym.agents.step_grid_family:make_step_grid_family_agent",
+    "step-grid-per-optimizer": "lrgym.agents.per_optimizer:make_per_optimizer_agent",
+    "tuned-rate": "lrgym.agents.per_optimizer:make_tuned_rate_agent",
     "hypergradient": "lrgym.agents.hypergradient:make_hypergradient_agent",
     "dac4sgd-winner": "lrgym.agents.dac4sgd_winner:make_dac4sgd_winner_agent",
     "ppo-checkpoint": "lrgym.agents.ppo:from_checkpoint",

@@ -83,8 +83,10 @@ class PPOAgent:
 def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
     """The task fields a controller brings wherever it acts: the observation it was trained on
     (``features``), its action mode, for a ``residual`` controller the base schedule it corrects,
-    and for absolute rates (``lr``, ``log_lr``) the bounds its action space spans. Other fields
-    (budget, interval, ``lr_scale``, reward) stay the task's own."""
+    for absolute rates (``lr``, ``log_lr``) the bounds its action space spans, and the trainee
+    optimizer when its training family imposed one on every instance (a residual over Prodigy
+    scales Prodigy's multiplier: it is Prodigy plus a controller). Other fields (budget,
+    interval, ``lr_scale``, reward, ``base_lr_spread``) stay the task's own."""
     trained_on = card["task"]
     overrides: dict[str, Any] = {
         "features": trained_on.get("features", "xu"), "action": card["signature"]["action"],
@@ -93,6 +95,10 @@ def acting_overrides(card: dict[str, Any]) -> dict[str, Any]:
         overrides["base_schedule"] = trained_on["base_schedule"]
     if "lr_bounds" in card["signature"]:
         overrides["lr_min"], overrides["lr_max"] = card["signature"]["lr_bounds"]
+    family_overrides = card.get("family", {}).get("overrides", {})
+    for name in ("optimizer", "optimizer_kwargs"):
+        if name in family_overrides:
+            overrides[name] = trained_on[name]
     return overrides
 
 

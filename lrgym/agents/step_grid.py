@@ -46,8 +46,13 @@ SELECTION = "lowest mean over the tuning seeds of the episode's best validation 
 # A tuning estimated to take longer than this is refused unless asked for (--allow-long-tuning):
 # on a CPU the paper preset's grid takes hours, and nothing else in a command would say so.
 LONG_TUNING_S = 30 * 60
-GRID_KEYS = ("scheduler", "initial_lrs", "grid", "tuning_seeds")
+# The rest of a schedule spec a grid may fix for every configuration (a composition such as
+# warm-up then cosine: nested ``schedulers``, sizes as ``budget_fractions``); the grid varies
+# the initial rate and the top scheduler's ``kwargs``.
+FIXED_SCHEDULE_KEYS = ("budget_fractions", "lr_multiples", "budget_total_factors", "schedulers")
+GRID_KEYS = ("scheduler", "initial_lrs", "grid", "tuning_seeds", *FIXED_SCHEDULE_KEYS)
 AGENT_OPTIONS = ("config", "cache_dir", "jobs", "progress", "max_tuning_s")
+CHOICE_KEYS = ("initial_lr", "scheduler", "kwargs")
 
 
 def grid_configurations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -56,21 +61,27 @@ def grid_configurations(params: Mapping[str, Any]) -> list[dict[str, Any]]:
     if missing:
         raise ValueError(f"a grid spec needs {', '.join(missing)} (see agents/step-grid.toml)")
     names = list(params["grid"])
+    fixed = {key: params[key] for key in FIXED_SCHEDULE_KEYS if key in params}
     configurations = []
     for initial_lr in params["initial_lrs"]:
         for values in itertools.product(*(params["grid"][name] for name in names)):
             configurations.append(
                 {"initial_lr": float(initial_lr), "scheduler": params["scheduler"],
-                 "kwargs": dict(zip(names, values, strict=True))}
+                 "kwargs": dict(zip(names, values, strict=True)), **fixed}
             )
     return configurations
 
 
+def configuration(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What runs a schedule, from a grid row or a choice: ``initial_lr``, ``scheduler``,
+    ``kwargs`` and the fixed schedule keys it has (:data:`FIXED_SCHEDULE_KEYS`)."""
+    return {key: row[key] for key in (*CHOICE_KEYS, *FIXED_SCHEDULE_KEYS) if key in row}
+
+
 def choice_agent(choice: Mapping[str, Any]) -> ScheduleAgent:
     """The schedule agent that runs a configuration (a grid row or a saved choice)."""
-    return ScheduleAgent(
-        {"scheduler": choice["scheduler"], "kwargs": dict(choice["kwargs"])}, choice["initial_lr"]
-    )
+    schedule = {key: value for key, value in configuration(choice).items() if key != "initial_lr"}
+    return ScheduleAgent({**schedule, "kwargs": dict(schedule["kwargs"])}, choice["initial_lr"])
 
 
 # Envs built in this process, reused across configurations and seeds (the dataset and
@@ -210,19 +221,17 @@ def choose_configuration(
 ) -> dict[str, Any]:
     """The choice (see :func:`tune_step_grid`) from every (configuration index, seed) score on ``task``."""
     rows = []
-    for index, configuration in enumerate(configurations):
+    for index, row_configuration in enumerate(configurations):
         row_scores = [scores[index, seed] for seed in seeds]
         mean = sum(row_scores) / len(row_scores)
-        rows.append({**configuration, "scores": [_finite_or_none(s) for s in row_scores], "mean": mean})
+        rows.append({**row_configuration, "scores": [_finite_or_none(s) for s in row_scores], "mean": mean})
     best = min(rows, key=lambda row: row["mean"])  # ties: the first in grid order
     if not math.isfinite(best["mean"]):
         raise ValueError(f"every configuration of {spec.name} diverged on {task.name}")
     for row in rows:
         row["mean"] = _finite_or_none(row["mean"])
     return {
-        "initial_lr": best["initial_lr"],
-        "scheduler": best["scheduler"],
-        "kwargs": best["kwargs"],
+        **configuration(best),
         "score": best["mean"],
         "selection": SELECTION,
         "tuning_seeds": list(seeds),
@@ -253,9 +262,13 @@ def load_choice(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not a step-grid choice: it is not valid JSON ({error})") from error
     if not isinstance(choice, dict):
         raise ValueError(f"{path} is not a step-grid choice: expected a JSON object, got {type(choice).__name__}")
-    missing = [key for key in ("initial_lr", "scheduler", "kwargs") if key not in choice]
-    if missing:
-        raise ValueError(f"{path} is not a step-grid choice: it lacks {', '.join(missing)}")
+    # A per-optimizer choice (lrgym.agents.per_optimizer) holds one configuration per optimizer.
+    parts = choice.get("by_optimizer") if isinstance(choice.get("by_optimizer"), dict) else {"": choice}
+    for optimizer, part in parts.items():
+        missing = [key for key in CHOICE_KEYS if not isinstance(part, dict) or key not in part]
+        if missing:
+            where = f" (by_optimizer.{optimizer})" if optimizer else ""
+            raise ValueError(f"{path} is not a step-grid choice: it lacks {', '.join(missing)}{where}")
     return choice
 
 

@@ -12,10 +12,13 @@ Two uses of the step-decay grid (:mod:`lrgym.agents.step_grid`) on a family:
   instance, so every instance weighs the same whatever its loss scale (1 is the best
   configuration of that instance). The choice is the configuration with the lowest
   mean normalised score over the instances (ties: the first in grid order).
+  :func:`tune_across` applies the rule to any train instances: one optimizer's, for the
+  per-optimizer tuning of :mod:`lrgym.agents.per_optimizer`.
 - **Per instance** (:func:`tune_instances`, the oracle): the plain ``step-grid`` kind
   on each instance's own tuning seeds (``agents/step-grid-small.toml`` is a 12-point
-  grid for this), every (instance, configuration, seed) run spread over workers by
-  :func:`lrgym.runners.pool.run_jobs` and each instance's choice cached on disk.
+  grid for this, ``agents/step-grid-oracle.toml`` the full 42-point grid on two tuning
+  seeds), the runs spread over workers by :func:`lrgym.runners.pool.run_jobs` and each
+  instance's choice cached on disk as soon as it is made.
 
 Both write the step-grid choice format (:func:`~lrgym.agents.step_grid.save_choice`):
 ``initial_lr``, ``scheduler``, ``kwargs`` and how they were chosen; a family choice can
@@ -42,6 +45,7 @@ from lrgym.agents.step_grid import (
     check_agent_options,
     choice_agent,
     choose_configuration,
+    configuration,
     given_choice,
     grid_configurations,
     resolve_choice,
@@ -130,14 +134,25 @@ def tune_instances(
     seeds = _seeds(spec)
     files = [partial(instance_cache_path, task=task, spec=spec) for task in tasks]
     cache_dir = options.cache_dir
-    # The instances with no cached choice are tuned together, all their runs spread over the workers.
     todo = [k for k, file_in in enumerate(files) if cache_dir is None or not file_in(cache_dir).is_file()]
-    by_run = _score_grid(tasks, todo, configurations, seeds, f"tuning {spec.name} on {len(todo)} instance(s)", options)
+    # With a cache the instances are tuned a few at a time (one per worker, their runs spread
+    # over the workers together) and each choice is written as soon as it is made, so a
+    # stopped tuning resumes at the first instance without one. Without a cache, all at once.
+    chunk = max(1, options.jobs) if cache_dir is not None else max(1, len(todo))
+    made: dict[int, dict[str, Any]] = {}
 
     def choose(position: int) -> dict[str, Any]:
-        task_scores = {(index, seed): by_run[position, index, seed]
-                       for index in range(len(configurations)) for seed in seeds}
-        return choose_configuration(tasks[position], spec, configurations, seeds, task_scores)
+        if position not in made:
+            positions = todo[todo.index(position) :][:chunk]
+            by_run = _score_grid(
+                tasks, positions, configurations, seeds,
+                f"tuning {spec.name} on {len(positions)} instance(s), {len(todo)} without a choice", options,
+            )
+            for k in positions:
+                task_scores = {(index, seed): by_run[k, index, seed]
+                               for index in range(len(configurations)) for seed in seeds}
+                made[k] = choose_configuration(tasks[k], spec, configurations, seeds, task_scores)
+        return made.pop(position)
 
     return [resolve_choice(partial(choose, position), file_in, cache_dir).choice
             for position, file_in in enumerate(files)]
@@ -171,22 +186,41 @@ def family_choice(
     family = load_family(family) if isinstance(family, str) else family
     spec = _spec(spec)
     return resolve_choice(
-        lambda: _tune_across(family, spec, options),
+        lambda: tune_across(family, first_train_instances(family, spec), spec, options),
         lambda folder: family_cache_path(folder, family, spec), options.cache_dir, saved_in,
     )
 
 
-def _tune_across(family: TaskFamily, spec: AgentSpec, options: RunOptions) -> dict[str, Any]:
+def tuning_instance_count(spec: AgentSpec, available: int) -> int:
+    """The spec's ``tuning_instances`` (default 12), checked against the ``available`` train instances."""
+    count = int(spec.params.get("tuning_instances", 12))
+    if not 1 <= count <= available:
+        raise ValueError(f"tuning_instances must be between 1 and {available}, got {count}")
+    return count
+
+
+def first_train_instances(family: TaskFamily, spec: AgentSpec) -> list[int]:
+    """The family's first ``tuning_instances`` train instances."""
+    train = family.indices("train")
+    return [train[position] for position in range(tuning_instance_count(spec, len(train)))]
+
+
+def tune_across(
+    family: TaskFamily, indices: Sequence[int], spec: AgentSpec, options: RunOptions, label: str = ""
+) -> dict[str, Any]:
+    """One configuration for the instances ``indices`` of ``family`` (the rule of the module
+    docstring): the choice :func:`tune_step_grid_family` describes, tuned on those instances.
+
+    :param label: what the progress bar calls the instances (default: the family's name).
+    """
     configurations = grid_configurations(spec.params)
     seeds = _seeds(spec)
-    count = int(spec.params.get("tuning_instances", 12))
-    train = family.indices("train")
-    if not 1 <= count <= len(train):
-        raise ValueError(f"tuning_instances must be between 1 and {len(train)}, got {count}")
-    indices = [train[position] for position in range(count)]
+    indices = [int(index) for index in indices]
+    count = len(indices)
     tasks = [family.instance(index) for index in indices]
     by_run = _score_grid(
-        tasks, range(count), configurations, seeds, f"tuning {spec.name} on {count} {family.name} instances", options
+        tasks, range(count), configurations, seeds,
+        f"tuning {spec.name} on {count} {label or family.name} instances", options,
     )
 
     def instance_score(c: int, k: int) -> float:
@@ -197,15 +231,13 @@ def _tune_across(family: TaskFamily, spec: AgentSpec, options: RunOptions) -> di
     raw = [[instance_score(c, k) for k in range(count)] for c in range(len(configurations))]
     best_of_instance = [min(raw[c][k] for c in range(len(configurations))) for k in range(count)]
     rows = []
-    for c, configuration in enumerate(configurations):
+    for c, row_configuration in enumerate(configurations):
         normalised = [raw[c][k] / best_of_instance[k] for k in range(count)]
-        rows.append({**configuration, "best_val_losses": raw[c], "normalised": normalised,
+        rows.append({**row_configuration, "best_val_losses": raw[c], "normalised": normalised,
                      "mean": sum(normalised) / count})
     best = min(rows, key=lambda row: row["mean"])
     return {
-        "initial_lr": best["initial_lr"],
-        "scheduler": best["scheduler"],
-        "kwargs": best["kwargs"],
+        **configuration(best),
         "score": best["mean"],
         "selection": FAMILY_SELECTION,
         "tuning_seeds": seeds,

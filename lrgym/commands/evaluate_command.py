@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from lrgym.commands.common import (
     TASK_HELP,
@@ -13,7 +14,7 @@ from lrgym.commands.common import (
     positive_int,
     run_options,
 )
-from lrgym.evaluation.evaluate import agent_entries, evaluate
+from lrgym.evaluation.evaluate import AgentEntry, agent_entries, evaluate
 from lrgym.evaluation.family import evaluate_instances, write_family_evaluation
 from lrgym.evaluation.outputs import write_evaluation
 from lrgym.runners.options import RunOptions
@@ -58,8 +59,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference", default=None,
         help="agent the others are tested against (default: the first of --agents)",
     )
+    parser.add_argument(
+        "--agent-config", action="append", default=[], metavar="AGENT=FILE",
+        help="run a tuned agent of --agents from a saved choice (e.g. step-grid-per-optimizer=CHOICE.json, "
+             "tuned on a family and transferred as it is) instead of tuning it here",
+    )
     parser.add_argument("--out", default=None, help="output folder (default runs/evaluate-TASK)")
     add_evaluation_arguments(parser)
+
+
+def with_configs(entries: list[AgentEntry], items: list[str]) -> list[AgentEntry]:
+    """``entries`` with each ``AGENT=FILE`` of ``items`` as that agent's ``config`` option."""
+    configs = {}
+    for item in items:
+        name, _, path = item.partition("=")
+        if not path:
+            raise ValueError(f"--agent-config needs AGENT=FILE, got {item!r}")
+        if not Path(path).is_file():
+            raise ValueError(f"--agent-config {item!r}: no file {path}")
+        configs[name.strip()] = path
+    names = [entry.name for entry in entries]
+    unknown = sorted(set(configs) - set(names))
+    if unknown:
+        raise ValueError(f"--agent-config names {', '.join(unknown)}, not among --agents ({', '.join(names)})")
+    return [AgentEntry(entry.label, entry.name, {**entry.options, "config": configs[entry.name]})
+            if entry.name in configs else entry for entry in entries]
 
 
 def print_written(paths: dict, folder) -> None:
@@ -74,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.task!r} is a single task: --instances is for task families")
     if not family.single and not args.instances:
         raise ValueError(f"{args.task!r} is a task family: say which instances, e.g. --instances test:20")
-    entries = agent_entries(comma_list(args.agents, "--agents"))
+    entries = with_configs(agent_entries(comma_list(args.agents, "--agents")), args.agent_config)
     labels = [entry.label for entry in entries]
     reference = args.reference or labels[0]
     if reference not in labels:

@@ -2,6 +2,8 @@
 
 - a task family with a ``step-grid-family`` grid (default for families): one
   configuration for the whole family, chosen on its train instances;
+- a task family with a ``step-grid-per-optimizer`` grid: one configuration per optimizer,
+  each chosen on that optimizer's train instances;
 - a task family with a ``step-grid`` grid and ``--instances``: one choice per instance
   (the per-instance oracle), all runs in parallel;
 - a single task with a ``step-grid`` grid (default for tasks): the paper's protocol.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 
+from lrgym.agents.per_optimizer import PER_OPTIMIZER_KIND, optimizer_cache_path, tune_per_optimizer
 from lrgym.agents.step_grid import cache_path, save_choice, tune_step_grid
 from lrgym.agents.step_grid_family import family_cache_path, instance_cache_path, tune_instances, tune_step_grid_family
 from lrgym.commands.common import (
@@ -47,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe(choice: dict) -> str:
-    kwargs = ", ".join(f"{key}={value}" for key, value in choice["kwargs"].items())
-    return f"{choice['scheduler']}(initial_lr={choice['initial_lr']:g}, {kwargs}), score {choice['score']:.4f}"
+    arguments = ", ".join([f"initial_lr={choice['initial_lr']:g}",
+                           *(f"{key}={value}" for key, value in choice["kwargs"].items())])
+    return f"{choice['scheduler']}({arguments}), score {choice['score']:.4f}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,9 +68,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"{family.name}: {_describe(choice)} over train instances {choice['tuning_instances']}")
         print(f"wrote {family_cache_path(folder, family, spec)}")
         return 0
+    if spec.kind == PER_OPTIMIZER_KIND:
+        if family.single:
+            raise ValueError(f"{spec.name!r} tunes across a family's instances; {args.task!r} is a single task")
+        choice = tune_per_optimizer(family, spec, options)
+        for optimizer, part in choice["by_optimizer"].items():
+            print(f"{family.name} {optimizer}: {_describe(part)} over train instances {part['tuning_instances']}"
+                  f"  -> {optimizer_cache_path(folder, family, spec, optimizer)}")
+        print(f"wrote {family_cache_path(folder, family, spec)}")
+        return 0
     if spec.kind != "step-grid":
         raise ValueError(
-            f"--agent {spec.name!r} has kind {spec.kind!r}; lrgym tune needs step-grid or step-grid-family"
+            f"--agent {spec.name!r} has kind {spec.kind!r}; lrgym tune needs step-grid, step-grid-family "
+            f"or {PER_OPTIMIZER_KIND}"
         )
     if family.single:
         if args.instances:

@@ -22,8 +22,8 @@ import numpy as np
 
 from lrgym.environment.rewards import Divergence, Outcome, reward_rule
 from lrgym.tasks.specs import TaskSpec
-from lrgym.trainee.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation
-from lrgym.trainee.schedule_rates import scheduler_rates
+from lrgym.trainee.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation, optimizer_features
+from lrgym.trainee.schedule_rates import SCHEDULE_KEYS, scheduler_rates
 from lrgym.trainee.single import LRSampler
 
 
@@ -95,13 +95,52 @@ def _rate_after(task: TaskSpec, lr: float, value: float) -> float:
     return clip_lr(task, lr)
 
 
-def base_rates(task: TaskSpec) -> list[float]:
-    """The rate of every trainee step under ``task.base_schedule`` (unclipped)."""
-    if task.base_schedule is None:
-        raise ValueError(f"task {task.name!r} has no base_schedule")
+def task_base_schedule(task: TaskSpec) -> dict[str, Any]:
+    """The base schedule ``task`` runs: its ``base_schedule``, or the entry of its optimizer
+    when that is a per-optimizer choice (``{by_optimizer: {...}}``)."""
     base = task.base_schedule
-    schedule = {"scheduler": base["scheduler"], "kwargs": dict(base.get("kwargs", {}))}
+    if base is None:
+        raise ValueError(f"task {task.name!r} has no base_schedule")
+    if "by_optimizer" in base:
+        if task.optimizer not in base["by_optimizer"]:
+            raise ValueError(
+                f"task {task.name!r}: the per-optimizer base_schedule has no schedule for optimizer "
+                f"{task.optimizer!r}; it has: {', '.join(base['by_optimizer'])}"
+            )
+        base = base["by_optimizer"][task.optimizer]
+    return base
+
+
+def base_rates(task: TaskSpec) -> list[float]:
+    """The rate of every trainee step under the base schedule (:func:`task_base_schedule`, unclipped)."""
+    if task.base_lr_spread > 0:
+        raise ValueError(
+            f"task {task.name!r} has base_lr_spread {task.base_lr_spread}: draw the episode's base first "
+            "(episode_task(task, trainee_seed))"
+        )
+    base = task_base_schedule(task)
+    schedule = {key: value for key, value in base.items() if key in SCHEDULE_KEYS}
     return scheduler_rates(schedule, task.steps, float(base["initial_lr"]))
+
+
+BASE_SPREAD_STREAM = 2107  # tells the base-rate draw's generator apart from other uses of the trainee seed
+
+
+def episode_task(task: TaskSpec, trainee_seed: int) -> TaskSpec:
+    """The task one episode runs. With ``base_lr_spread = s > 0`` the base schedule's rate is
+    multiplied by ``10**U(-s, s)``, drawn from the episode's trainee seed (so every agent and
+    the base schedule's own run on that seed see the same base: runs stay paired), and the
+    returned task has the drawn base and ``base_lr_spread = 0``; otherwise ``task`` itself.
+
+    Every driver of episodes calls it once per episode before :func:`start_lr`, the base run
+    and :class:`EpisodeTracker` (which refuses a task whose spread was not drawn).
+    """
+    if task.base_lr_spread <= 0:
+        return task
+    rng = np.random.default_rng([int(trainee_seed), BASE_SPREAD_STREAM])
+    factor = 10.0 ** rng.uniform(-task.base_lr_spread, task.base_lr_spread)
+    base = task_base_schedule(task)
+    return task.replace(base_schedule={**base, "initial_lr": float(base["initial_lr"]) * factor}, base_lr_spread=0.0)
 
 
 def start_lr(task: TaskSpec, drawn_lr: float) -> float:
@@ -182,6 +221,9 @@ class EpisodeTracker:
         self.best_val_loss = measurement.val_loss
         if self.task.features == "scale-free":
             self._scale_free = ScaleFreeFeatures(measurement.val_loss)
+        elif self.task.features == "scale-free-optimizer":
+            identity = optimizer_features(self.task.optimizer, self.task.optimizer_kwargs)
+            self._scale_free = ScaleFreeFeatures(measurement.val_loss, constant=identity)
         # At reset nothing has been trained: the training loss is the validation loss.
         self._last_observation = self._observe(measurement.val_loss, measurement)
         return self._last_observation, self._step_info(measurement.val_loss, measurement, False)

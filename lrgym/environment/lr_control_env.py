@@ -16,6 +16,7 @@ from lrgym.environment.episode import (
     check_action,
     checked_lr_sampler,
     clip_lr,
+    episode_task,
     next_lr,
     start_lr,
 )
@@ -103,6 +104,18 @@ class LRControlEnv(gym.Env):
     every loss (or every weight) by a constant leaves indices 0-7 unchanged.
     At reset nothing has been trained: the training loss is the validation loss.
 
+    ``scale-free-optimizer``: a ``Box(-10, 10, (15,), float32)``, the twelve ``scale-free``
+    features followed by the trainee optimizer's identity, constant over the episode
+    (:func:`lrgym.trainee.features.optimizer_features`):
+
+    | index | feature            | meaning                                                      |
+    |-------|--------------------|--------------------------------------------------------------|
+    | 12    | optimizer_adam     | 1 for ``adam`` or ``adamw``, else 0                           |
+    | 13    | optimizer_momentum | 1 for ``momentum`` (or ``sgd`` with a ``momentum`` > 0), else 0 |
+    | 14    | optimizer_sgd      | 1 for plain ``sgd``, else 0                                  |
+
+    Optimizers that set their own step size (``prodigy``, ``schedulefree-*``) read 0, 0, 0.
+
     ## Actions (option ``action``)
 
     - ``scale`` (default): ``Box(-1, 1, (1,))``; ``lr <- lr * lr_scale**a``.
@@ -114,7 +127,15 @@ class LRControlEnv(gym.Env):
       ``base(t) * lr_scale**(a_1 + ... + a_k)``, where ``base`` is the task's
       ``base_schedule`` (a tuned step decay, run by ``torch.optim.lr_scheduler.StepLR``)
       and ``a_1..a_k`` the actions so far: doing nothing (a = 0) runs the base schedule.
-      The rate then moves at every step, not once per interval.
+      The rate then moves at every step, not once per interval. ``base_schedule`` is a
+      step-grid choice ``{scheduler, initial_lr, kwargs}`` (optionally ``budget_fractions``
+      or nested ``schedulers``, sized to each task's budget: a cosine over the whole run),
+      or a per-optimizer choice ``{by_optimizer: {optimizer: choice}}`` of which the task's
+      optimizer's entry runs (:mod:`lrgym.agents.per_optimizer`).
+      With ``optimizer = "prodigy"`` the rate is Prodigy's multiplier of its own step-size
+      estimate: a base of a constant 1.0 (or a cosine from 1.0) is Prodigy as its authors
+      run it, and the controller scales that multiplier (``relative_terminal`` then pays
+      against Prodigy's own paired run).
 
     The rate is always clipped to ``[lr_min, lr_max]``; ``info["lr"]`` is the one used
     (the interval's first step in ``residual`` mode).
@@ -147,6 +168,12 @@ class LRControlEnv(gym.Env):
     ``reset(seed=s)`` derives the trainee's weights, batch order, validation subset and
     the initial rate (drawn from ``initial_lrs``) from ``s``: same task + same seed gives
     the same start and the same data whichever agent acts, bit for bit on the CPU.
+
+    ``base_lr_spread = d > 0`` (``residual`` only): every episode multiplies the base
+    schedule's rate by ``10**U(-d, d)``, drawn from the trainee seed that ``s`` gives
+    (:func:`lrgym.environment.episode.episode_task`), so the controller meets bases tuned
+    too high and too low; the same seed gives the same factor, and the ``relative_terminal``
+    reward's base run uses the same drawn base. ``log_lr_multiplier`` is relative to it.
 
     ## Episode end
 
@@ -202,12 +229,13 @@ class LRControlEnv(gym.Env):
         trainee_seed, initial_lr = episode_draws(self.task, self.np_random)
         if options and "initial_lr" in options:
             initial_lr = clip_lr(self.task, positive_number("reset option initial_lr", options["initial_lr"]))
-        lr = start_lr(self.task, initial_lr)
+        task = episode_task(self.task, trainee_seed)  # with base_lr_spread: this episode's base
+        lr = start_lr(task, initial_lr)
         self.trainee = self._new_trainee(lr, trainee_seed)
         base_best = None
-        if needs_base_run(self.task):
-            base_best = base_best_val_loss(self.dataset, self.task, trainee_seed, self.device)
-        self.tracker = EpisodeTracker(self.task, lr, base_best)
+        if needs_base_run(task):
+            base_best = base_best_val_loss(self.dataset, task, trainee_seed, self.device)
+        self.tracker = EpisodeTracker(task, lr, base_best)
         self._lr_sampler = None
         observation, info = self.tracker.start(self.trainee.measure())
         info["initial_lr"] = initial_lr

@@ -13,7 +13,12 @@ Bellemare, NeurIPS 2021) is followed for the definitions:
   reported beside it: it also counts the luck of which instances were drawn;
 - the **probability of improvement** P(X < Y) is, per instance, the Mann-Whitney
   statistic over all pairs of X's and Y's runs (ties count 1/2), averaged over instances;
-- a **performance profile** is the fraction of runs whose score is at most tau.
+- a **performance profile** is the fraction of runs whose score is at most tau;
+- **instance-level tests** (:func:`instance_tests`): each instance's mean over its seeds of
+  log(agent's loss / the reference's), then a two-sided Wilcoxon signed-rank test and a
+  two-sided sign test (binomial, ties dropped) on those per-instance means. The seeds of one
+  instance are not independent draws of the question "is it better on a new task?": the
+  instances are, so a claim about unseen tasks is tested on them, not on the runs.
 
 rliable itself is not a dependency: its sdist pulls arch, seaborn and pandas for these few
 lines. The bootstrap is written out because ``scipy.stats.bootstrap`` resamples whole
@@ -136,6 +141,40 @@ def performance_profile(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
     return np.array([(values <= tau).mean() if values.size else math.nan for tau in taus])
 
 
+@dataclass(frozen=True)
+class InstanceTests:
+    """Tests on the per-instance mean log ratios of an agent's losses to the reference's."""
+
+    instances: int  # instances with at least one paired run
+    better: int  # instances whose mean log ratio is < 0
+    worse: int  # ... > 0 (the rest tie exactly)
+    median_log_ratio: float
+    wilcoxon_p: float  # two-sided Wilcoxon signed-rank test (NaN when every ratio is 0)
+    sign_p: float  # two-sided sign test: binomial on better vs worse, ties dropped (NaN when all tie)
+
+
+def instance_log_ratios(losses: np.ndarray, reference_losses: np.ndarray) -> np.ndarray:
+    """Per instance, the mean over its paired seeds of log(loss / reference loss) (instances
+    without a finite pair are left out)."""
+    ratios = np.log(losses / reference_losses)
+    finite = np.isfinite(ratios)
+    counts = finite.sum(axis=1)
+    sums = np.where(finite, ratios, 0.0).sum(axis=1)
+    return sums[counts > 0] / counts[counts > 0]
+
+
+def instance_tests(losses: np.ndarray, reference_losses: np.ndarray) -> InstanceTests:
+    """Wilcoxon signed-rank and sign tests (two-sided) on :func:`instance_log_ratios`."""
+    means = instance_log_ratios(losses, reference_losses)
+    better, worse = int((means < 0).sum()), int((means > 0).sum())
+    wilcoxon_p = sign_p = math.nan
+    if better + worse:
+        sign_p = float(stats.binomtest(better, better + worse, 0.5).pvalue)
+        wilcoxon_p = float(stats.wilcoxon(means, zero_method="wilcox").pvalue)
+    median = float(np.median(means)) if means.size else math.nan
+    return InstanceTests(int(means.size), better, worse, median, wilcoxon_p, sign_p)
+
+
 @dataclass
 class AgentAggregate:
     """One agent's normalised scores against the reference, with intervals."""
@@ -151,6 +190,7 @@ class AgentAggregate:
     improvement: float  # P(agent beats the reference)
     improvement_interval: tuple[float, float]
     improvement_instance_interval: tuple[float, float]
+    tests: InstanceTests | None = None  # instance-level tests against the reference
 
 
 def aggregate(
@@ -179,6 +219,7 @@ def aggregate(
                 improvement_instance_interval=bootstrap_interval(
                     probability_of_improvement, pair, False, repetitions
                 ),
+                tests=instance_tests(matrix, reference_losses),
             )
         )
     return result
@@ -196,22 +237,51 @@ def _interval(values: tuple[float, float]) -> str:
     return f"[{values[0]:.3f}, {values[1]:.3f}]"
 
 
+def _markdown_table(intro: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A paragraph, then a markdown table of ``rows`` under ``columns``."""
+    lines = [intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _ranked(aggregates: Sequence[AgentAggregate]) -> list[AgentAggregate]:
+    return sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm))
+
+
 def aggregate_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> str:
-    """A markdown table of :func:`aggregate`'s result, best IQM first."""
-    lines = [
+    """A markdown table of :func:`aggregate`'s result, best IQM first, then the instance-level tests."""
+    intro = (
         f"Normalised score = test loss at the best-validation point / `{reference}`'s on the same "
         "instance and seed (< 1 is better). Intervals: 95% stratified bootstrap over seeds within "
-        "instances (rliable's), and over instances (the luck of the draw of instances).",
-        "",
-        "| agent | runs | diverged | IQM | IQM 95% CI (seeds) | IQM 95% CI (instances) | mean | mean 95% CI "
-        f"| P(better than {reference}) | its 95% CI (seeds) | its 95% CI (instances) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "instances (rliable's), and over instances (the luck of the draw of instances)."
+    )
+    columns = ("agent", "runs", "diverged", "IQM", "IQM 95% CI (seeds)", "IQM 95% CI (instances)", "mean",
+               "mean 95% CI", f"P(better than {reference})", "its 95% CI (seeds)", "its 95% CI (instances)")
+    rows = [
+        (item.agent, str(item.runs), str(item.diverged), f"{item.iqm:.3f}", _interval(item.iqm_interval),
+         _interval(item.iqm_instance_interval), f"{item.mean:.3f}", _interval(item.mean_interval),
+         f"{item.improvement:.2f}", _interval(item.improvement_interval),
+         _interval(item.improvement_instance_interval))
+        for item in _ranked(aggregates)
     ]
-    for item in sorted(aggregates, key=lambda a: (math.isnan(a.iqm), a.iqm)):
-        lines.append(
-            f"| {item.agent} | {item.runs} | {item.diverged} | {item.iqm:.3f} | {_interval(item.iqm_interval)} "
-            f"| {_interval(item.iqm_instance_interval)} | {item.mean:.3f} | {_interval(item.mean_interval)} "
-            f"| {item.improvement:.2f} | {_interval(item.improvement_interval)} "
-            f"| {_interval(item.improvement_instance_interval)} |"
-        )
-    return "\n".join(lines) + "\n"
+    return _markdown_table(intro, columns, rows) + "\n" + instance_tests_markdown(aggregates, reference)
+
+
+def instance_tests_markdown(aggregates: Sequence[AgentAggregate], reference: str) -> str:
+    """A markdown table of each agent's :class:`InstanceTests` against ``reference``."""
+    intro = (
+        f"Instance level: per instance, the mean over its seeds of log(test loss / `{reference}`'s); "
+        "two-sided Wilcoxon signed-rank and sign tests on those means (instances, not runs, are the "
+        "independent draws)."
+    )
+    columns = ("agent", "instances", "better", "worse", "median log ratio", "Wilcoxon p", "sign test p")
+    rows = [
+        (item.agent, str(t.instances), str(t.better), str(t.worse), f"{t.median_log_ratio:+.3f}",
+         _p_value(t.wilcoxon_p), _p_value(t.sign_p))
+        for item in _ranked(aggregates) if item.agent != reference and (t := item.tests) is not None
+    ]
+    return _markdown_table(intro, columns, rows)
+
+
+def _p_value(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.2g}"

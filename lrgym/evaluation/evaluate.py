@@ -164,7 +164,9 @@ def episode_rows(
         "decisions": len(episode.trajectory),
         "wall_time": episode.wall_time,
         "initial_val_loss": episode.initial_val_loss,  # a diverged run's floor (lrgym.evaluation.aggregate)
-        "threads": torch.get_num_threads(),  # what the run ran on (--threads), read where it ran
+        # Results depend on it (a LeNet moved up to 12% between 1 and 2 threads): recorded per run,
+        # read where it ran (--threads pins it).
+        "torch_threads": torch.get_num_threads(),
     }
     trajectory = [
         {

@@ -11,7 +11,9 @@ Step-decay agents are tuned before the runs start:
 - kind ``step-grid`` (e.g. ``step-grid``, ``step-grid-small``): on *each* instance's own
   tuning seeds, the per-instance oracle (:func:`lrgym.agents.step_grid_family.tune_instances`);
 - kind ``step-grid-family`` (``step-grid-family``): once, across the family's train
-  instances (:func:`lrgym.agents.step_grid_family.tune_step_grid_family`).
+  instances (:func:`lrgym.agents.step_grid_family.tune_step_grid_family`);
+- kinds ``step-grid-per-optimizer`` and ``tuned-rate``: once per optimizer, across that
+  optimizer's train instances (:mod:`lrgym.agents.per_optimizer`).
 
 Both are cached under ``cache_dir`` (``lrgym evaluate`` uses ``OUT/step-grid``).
 """
@@ -24,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lrgym.agents.step_grid_family import tune_instances, tune_step_grid_family
+from lrgym.agents.per_optimizer import FAMILY_TUNED_KINDS, describe_family_tuned, family_tuned_choice
+from lrgym.agents.step_grid_family import tune_instances
 from lrgym.evaluation.evaluate import (
     STEP_GRID_KIND,
     AgentEntry,
@@ -40,9 +43,9 @@ from lrgym.runners.pool import run_placed
 from lrgym.tasks.family import INSTANCE_FIELDS, TaskFamily, instance_fields
 from lrgym.tasks.specs import TaskSpec, load_agent_spec
 
-FAMILY_STEP_GRID_KIND = "step-grid-family"
 FAMILY_RESULT_COLUMNS = ("instance", *RESULT_COLUMNS, *INSTANCE_FIELDS)
 FAMILY_TRAJECTORY_COLUMNS = ("instance", *TRAJECTORY_COLUMNS)
+FAMILY_STEP_GRID_KIND = "step-grid-family"
 PAIR_BY = ("instance", "seed")
 
 
@@ -91,12 +94,13 @@ def resolve_instance_agents(
                 f"(the per-instance oracle; chosen initial rates: {', '.join(f'{r:g}' for r in rates)})"
             )
             continue
-        if kind == FAMILY_STEP_GRID_KIND and "config" not in entry.options:
-            choice = tune_step_grid_family(family, entry.name, options)
+        if kind in FAMILY_TUNED_KINDS and "config" not in entry.options:
+            choice = family_tuned_choice(family, entry.name, options)
             entry = AgentEntry(entry.label, entry.name, {**entry.options, "config": choice})
             notes.append(
                 describe_choice(entry.label, choice)
                 + f" across {len(choice['tuning_instances'])} train instances (mean normalised score)"
+                if kind == FAMILY_STEP_GRID_KIND else describe_family_tuned(entry.label, choice)
             )
         for position in range(len(tasks)):
             resolved[entry.label, position] = entry

@@ -24,7 +24,7 @@ RESULT_COLUMNS = (
     "test_loss_at_best_val", "test_accuracy_at_best_val", "best_val_step",
     "final_test_loss", "final_test_accuracy",
     "best_val_loss", "final_val_loss",
-    "diverged", "decisions", "wall_time", "initial_val_loss", "node", "threads",
+    "diverged", "decisions", "wall_time", "initial_val_loss", "node", "torch_threads",
 )
 TEXT_COLUMNS = ("agent", "trainee_optimizer", "node")
 TRAJECTORY_COLUMNS = (
@@ -46,7 +46,7 @@ class Evaluation:
 
 def threads_note(results: Sequence[Mapping[str, Any]]) -> str:
     """The summary's line saying on how many torch threads the runs ran (``threads`` of each row)."""
-    counts = sorted({int(row["threads"]) for row in results if row.get("threads") is not None})
+    counts = sorted({int(row["torch_threads"]) for row in results if row.get("torch_threads") is not None})
     shown = " or ".join(str(count) for count in counts) or "an unrecorded number of"
     return f"each run on {shown} torch thread(s) (`--threads`; per run in results.csv)"
 

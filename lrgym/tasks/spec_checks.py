@@ -107,9 +107,21 @@ def optimizer_arguments(name: str, optimizer: str, kwargs: dict[str, Any]) -> No
 
 
 def base_schedule(name: str, value: Any) -> dict[str, Any] | None:
-    """``None``, or a step-grid choice reduced to what runs it: {scheduler, initial_lr, kwargs}."""
+    """``None``, a step-grid choice reduced to what runs it ({scheduler, initial_lr, kwargs}, and
+    ``budget_fractions`` or nested ``schedulers`` when it has them), or a per-optimizer choice
+    reduced to ``{by_optimizer: {optimizer: such a schedule}}``."""
     if value is None:
         return None
+    if isinstance(value, dict) and "by_optimizer" in value:
+        table = value["by_optimizer"]
+        if not isinstance(table, dict) or not table:
+            raise ValueError(f"{name}.by_optimizer must be a table optimizer -> schedule, got {_shown(table)}")
+        return {"by_optimizer": {str(optimizer): _one_schedule(f"{name}.by_optimizer.{optimizer}", entry)
+                                 for optimizer, entry in table.items()}}
+    return _one_schedule(name, value)
+
+
+def _one_schedule(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not {"scheduler", "initial_lr"} <= set(value):
         raise ValueError(
             f"{name} must be a table with scheduler, initial_lr and kwargs (a step-grid choice), got {_shown(value)}"
@@ -120,7 +132,15 @@ def base_schedule(name: str, value: Any) -> dict[str, Any] | None:
         "initial_lr": positive_number(f"{name}.initial_lr", value["initial_lr"]),
         "kwargs": table(f"{name}.kwargs", value.get("kwargs", {})),
     }
-    scheduler_arguments(name, checked["scheduler"], checked["kwargs"])
+    if "budget_fractions" in value:  # sizes that follow each task's budget (a cosine over the whole run)
+        checked["budget_fractions"] = table(f"{name}.budget_fractions", value["budget_fractions"])
+    if "schedulers" in value:  # a composition (SequentialLR): its parts as schedule specs
+        parts = value["schedulers"]
+        if not isinstance(parts, list) or not all(isinstance(part, dict) for part in parts):
+            raise ValueError(f"{name}.schedulers must be a list of schedule tables, got {_shown(parts)}")
+        checked["schedulers"] = [dict(part) for part in parts]
+    if "schedulers" not in checked and "budget_fractions" not in checked:  # those complete the kwargs per task
+        scheduler_arguments(name, checked["scheduler"], checked["kwargs"])
     return checked
 
 
@@ -172,6 +192,32 @@ def _integer(name: str, value: Any) -> int:
     return int(value)
 
 
+def non_negative_number(name: str, value: Any) -> float:
+    """A finite number >= 0."""
+    number = finite_number(name, value)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return number
+
+
+def _base_problems(values: dict[str, Any], spec: Any, needs_base_schedule: dict[str, tuple[str, ...]]) -> list[str]:
+    """What is wrong with the base schedule for the fields that use it."""
+    base = values.get("base_schedule", spec.base_schedule)
+    using = [f"{field_name} {values[field_name]!r}" for field_name, needing in needs_base_schedule.items()
+             if values.get(field_name) in needing]
+    if values.get("base_lr_spread", 0.0) > 0 and values.get("action") != "residual":
+        return [f"base_lr_spread {values['base_lr_spread']} draws the rate of the residual action's base schedule: "
+                f"it needs action 'residual', got {values.get('action')!r}"]
+    if using and base is None:
+        return [f"{using[0]} needs base_schedule (a step-grid choice: {{scheduler, initial_lr, kwargs}}), "
+                "e.g. from `lrgym tune`"]
+    optimizer = values.get("optimizer")
+    if using and base is not None and "by_optimizer" in base and optimizer not in base["by_optimizer"]:
+        return [f"{using[0]}: the per-optimizer base_schedule has no schedule for optimizer {optimizer!r}; "
+                f"it has: {', '.join(base['by_optimizer'])}"]
+    return []
+
+
 def task_fields(
     spec: Any,
     actions: tuple[str, ...],
@@ -188,7 +234,7 @@ def task_fields(
         "name": text, "dataset": text, "model": text, "description": text, "optimizer": text,
         "optimizer_kwargs": table, "model_kwargs": table, "dataset_kwargs": table,
         "features": lambda name, value: one_of(name, value, features),
-        "base_schedule": base_schedule,
+        "base_schedule": base_schedule, "base_lr_spread": non_negative_number,
         "batch_size": positive_int, "steps": positive_int, "interval": positive_int, "val_size": positive_int,
         "validation_percent": percent,
         "initial_lrs": rate_list,
@@ -210,12 +256,7 @@ def task_fields(
         problems.append(f"divergence_loss must be <= {MAX_DIVERGENCE_LOSS:g}, got {values['divergence_loss']}")
     if "lr_scale" in values and values["lr_scale"] <= 1:
         problems.append(f"lr_scale must be > 1 (the factor of one scale action), got {values['lr_scale']}")
-    for field_name, needing in (needs_base_schedule or {}).items():
-        if values.get(field_name) in needing and values.get("base_schedule", spec.base_schedule) is None:
-            problems.append(
-                f"{field_name} {values[field_name]!r} needs base_schedule (a step-grid choice: "
-                "{scheduler, initial_lr, kwargs}), e.g. from `lrgym tune`"
-            )
+    problems += _base_problems(values, spec, needs_base_schedule or {})
     if not problems:
         try:
             optimizer_arguments("optimizer_kwargs", values["optimizer"], values["optimizer_kwargs"])

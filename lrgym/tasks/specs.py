@@ -30,9 +30,11 @@ from lrgym.tasks.spec_checks import task_fields
 
 ACTION_MODES = ("scale", "discrete", "lr", "residual", "log_lr")
 REWARDS = ("val_loss", "log_val_loss", "improvement", "log_improvement", "terminal", "relative_terminal")
-FEATURES = ("xu", "scale-free")
+FEATURES = ("xu", "scale-free", "scale-free-optimizer")
 # Task fields added after the first release (see TaskSpec.identity).
-LATER_FIELDS = ("model_kwargs", "dataset_kwargs", "features", "base_schedule", "validation_percent")
+LATER_FIELDS = (
+    "model_kwargs", "dataset_kwargs", "features", "base_schedule", "validation_percent", "base_lr_spread",
+)
 # Rewards and actions that need the task's ``base_schedule`` (a step-grid choice).
 NEEDS_BASE_SCHEDULE = {"action": ("residual",), "reward": ("relative_terminal",)}
 
@@ -87,10 +89,13 @@ class TaskSpec:
     lr_scale: float = 1.05  # m: scale action lr <- lr * m^a, discrete {1/m, 1, m}
     reward: str = "val_loss"
     divergence_loss: float = 20.0  # a training loss above this ends the episode
-    features: str = "xu"  # the observation: "xu" (Xu et al.) or "scale-free"
-    # A step-grid choice {scheduler, initial_lr, kwargs}: the schedule the ``residual``
-    # action scales and the ``relative_terminal`` reward compares against.
+    features: str = "xu"  # the observation: "xu" (Xu et al.), "scale-free" or "scale-free-optimizer"
+    # A step-grid choice {scheduler, initial_lr, kwargs}, or one per optimizer {by_optimizer: ...}:
+    # the schedule the ``residual`` action scales and the ``relative_terminal`` reward compares against.
     base_schedule: dict[str, Any] | None = None
+    # Decades: each episode multiplies the base schedule's rate by 10**U(-spread, spread), drawn
+    # from the episode's seed (0: the base as it is). Meta-training against mis-tuned bases.
+    base_lr_spread: float = 0.0
 
     def __post_init__(self) -> None:
         # Every field is checked here, so that no bad value fails later deep inside (lrgym.tasks.spec_checks).

@@ -1,6 +1,6 @@
 """The controller's state: one function measures a model, others turn that into features.
 
-Two feature sets (the task field ``features``):
+Three feature sets (the task field ``features``):
 
 - ``xu``: the eight features of Xu et al. (2019), :data:`FEATURE_NAMES` /
   :func:`observation`: raw losses, prediction variances, final-layer weight statistics,
@@ -9,6 +9,10 @@ Two feature sets (the task field ``features``):
   ratios of losses, log update/parameter norm ratio, update cosine, the rate relative
   to what "do nothing" would run, progress and the previous action, designed to mean
   the same on every task of a family (LHOPT, Almeida et al. 2021; Daniel et al. 2016).
+- ``scale-free-optimizer``: the scale-free state followed by the trainee optimizer's
+  identity as a one-hot (:data:`OPTIMIZER_FEATURE_NAMES`, :func:`optimizer_features`):
+  Adam and SGD want rates about two decades apart, and the scale-free state alone does not
+  say which one the controller drives.
 
 Used by the environment (through :class:`lrgym.environment.episode.EpisodeTracker`), by the
 out-of-env scheduler (a controller driving an ordinary training loop) and by the
@@ -52,7 +56,16 @@ SCALE_FREE_FEATURE_NAMES = (
     "previous_action",  # the last action in [-1, 1] (0 at reset)
 )
 SCALE_FREE_LIMIT = 10.0  # scale-free features are clipped to +-this (they are O(1) normally)
-FEATURE_SETS = {"xu": FEATURE_NAMES, "scale-free": SCALE_FREE_FEATURE_NAMES}
+OPTIMIZER_FEATURE_NAMES = (
+    "optimizer_adam",  # 1 for an Adam-like step (adam, adamw; prodigy and schedule-free: 0 for all three)
+    "optimizer_momentum",  # 1 for SGD with momentum (momentum, or sgd with a momentum keyword > 0)
+    "optimizer_sgd",  # 1 for plain SGD
+)
+FEATURE_SETS = {
+    "xu": FEATURE_NAMES,
+    "scale-free": SCALE_FREE_FEATURE_NAMES,
+    "scale-free-optimizer": SCALE_FREE_FEATURE_NAMES + OPTIMIZER_FEATURE_NAMES,
+}
 
 
 @dataclass
@@ -188,6 +201,21 @@ class ModelMeter:
         return measurement
 
 
+def optimizer_features(optimizer: str, optimizer_kwargs: dict | None = None) -> tuple[float, ...]:
+    """The one-hot of :data:`OPTIMIZER_FEATURE_NAMES` for a trainee optimizer and its keywords.
+
+    Three kinds, because their good rates differ by decades: Adam-like (``adam``, ``adamw``),
+    SGD with momentum (``momentum``, or ``sgd`` with ``momentum > 0``) and plain SGD.
+    Optimizers that set their own step size (``prodigy``, ``schedulefree-*``) are none of
+    them: all three 0.
+    """
+    momentum = float((optimizer_kwargs or {}).get("momentum", 0.0))
+    kind = {"adam": "adam", "adamw": "adam", "momentum": "momentum"}.get(optimizer)
+    if optimizer == "sgd":
+        kind = "momentum" if momentum > 0 else "sgd"
+    return tuple(float(name == f"optimizer_{kind}") for name in OPTIMIZER_FEATURE_NAMES)
+
+
 def _log_ratio(numerator: float, denominator: float) -> float:
     """log(numerator / denominator) for positive losses, guarded against 0."""
     return math.log(max(numerator, 1e-12)) - math.log(max(denominator, 1e-12))
@@ -205,9 +233,12 @@ class ScaleFreeFeatures:
 
     :param initial_val_loss: the validation loss at reset.
     :param ema_decay: decay of the trend EMA (0.7: about three decisions).
+    :param constant: features that hold for the whole episode, appended after the twelve
+        (``scale-free-optimizer``: :func:`optimizer_features`).
     """
 
-    def __init__(self, initial_val_loss: float, ema_decay: float = 0.7) -> None:
+    def __init__(self, initial_val_loss: float, ema_decay: float = 0.7, constant: tuple[float, ...] = ()) -> None:
+        self.constant = tuple(float(value) for value in constant)
         self.initial_val_loss = float(initial_val_loss)
         self.previous_val_loss = float(initial_val_loss)
         self.best_val_loss = float(initial_val_loss)
@@ -247,6 +278,7 @@ class ScaleFreeFeatures:
                 math.log10(lr),
                 budget_fraction,
                 previous_action,
+                *self.constant,
             ],
             dtype=np.float64,
         )
