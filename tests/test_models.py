@@ -33,7 +33,7 @@ def test_resnet18_refuses_one_dimensional_inputs():
 
 
 def test_unknown_model_lists_valid_names():
-    with pytest.raises(ValueError, match="valid models: lenet, mlp, resnet18"):
+    with pytest.raises(ValueError, match="valid models: dac-cnn, lenet, mlp, resnet18"):
         build_model("vgg", (1, 28, 28), 10)
 
 
