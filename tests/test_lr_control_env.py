@@ -33,12 +33,12 @@ def rollout(env, actions, seed=0):
     return np.array(observations), np.array(rewards), info
 
 
-@pytest.mark.parametrize("action", ["scale", "discrete", "lr"])
+@pytest.mark.parametrize("action", ["scale", "discrete", "lr", "log_lr"])
 def test_gymnasium_env_checker_passes(action):
     gym_check_env(make(action=action).unwrapped, skip_render_check=True)
 
 
-@pytest.mark.parametrize("action", ["scale", "discrete"])
+@pytest.mark.parametrize("action", ["scale", "discrete", "log_lr"])
 def test_sb3_env_checker_passes(action):
     sb3_check_env(make(action=action).unwrapped, warn=True)
 
