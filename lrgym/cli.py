@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
@@ -63,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ray_join_abandoned() -> bool:
+    ray_tasks = sys.modules.get("lrgym.runners.ray_tasks")  # loaded only if Ray was asked for
+    return bool(getattr(ray_tasks, "ABANDONED_CONNECT", False))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A warning is one line too (Python's format adds the source line that raised it).
@@ -73,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, DataNotFoundError, FileNotFoundError, ConnectionError) as error:
         # ConnectionError: a Ray cluster that cannot be joined (lrgym.runners.ray_tasks.connect)
         print(f"lrgym {args.command}: error: {error}", file=sys.stderr)
+        if argv is None and isinstance(error, ConnectionError) and _ray_join_abandoned():
+            # Ray's abandoned connection thread would abort the normal shutdown (status -6):
+            # end this process now, with the status the error deserves.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print(f"lrgym {args.command}: interrupted", file=sys.stderr)

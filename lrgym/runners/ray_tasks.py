@@ -35,6 +35,12 @@ from lrgym.runners.backend import Backend, check_ray_address, pin_threads
 MAX_RETRIES = 3  # attempts after a worker process or node is lost
 
 
+# Set when a join was given up while Ray's thread still tries: that thread's C++ client
+# aborts the interpreter's normal shutdown (exit status -6), so the CLI ends the process at
+# once instead (lrgym.cli.main).
+ABANDONED_CONNECT = False
+
+
 def connect(backend: Backend, jobs: int | None = None) -> float:
     """Join the cluster ``backend.address`` says, or start a local instance; return the seconds it took.
 
@@ -120,6 +126,8 @@ def _init_within(timeout_s: float, address: str, **options: Any) -> None:
     finally:
         worker_logger.setLevel(level)
     if thread.is_alive():
+        global ABANDONED_CONNECT  # noqa: PLW0603 - read by the CLI at exit
+        ABANDONED_CONNECT = True
         raise ConnectionError(f"could not join the Ray cluster at {address} within {timeout_s:g} s "
                               "(--ray-timeout sets how long to wait)")
     error = outcome.get("error")
