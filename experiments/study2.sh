@@ -11,8 +11,8 @@
 #                 one folder and one resumable stage per agent; the per-instance oracle tunes
 #                 on each test instance's tuning seeds 1000-1001, never the evaluation seeds.
 #                 Nothing is chosen from these results.
-#   rule          the DAC4SGD winning rule on the same instances          [waits for #18: RULE_AGENT]
-#   cells         F, O, P, R x PPO seeds (PPO_SEEDS) at BUDGET decisions  [waits for #17: speed]
+#   rule          the DAC4SGD winning rule on the same instances        
+#   cells         F, O, P, R x PPO seeds (PPO_SEEDS) at BUDGET decisions
 #   select        every cell on VALIDATION instances; the shipped cell is the lowest IQM
 #                 against step-grid-per-optimizer there (never on test)
 #   final         every cell on the sealed test instances
@@ -20,7 +20,7 @@
 #                 per-instance mean log ratios, per-optimizer tables
 #   transfer      the shipped cell, without retraining, on fashion-mnist-quick (Adam and momentum
 #                 SGD) and mnist1d-mlp against the references transferred as they are; on the
-#                 DAC4SGD family                                          [DAC4SGD waits for #18]
+#                 DAC4SGD family
 #   account       compute.md: each finished stage's wall and CPU time, the trainee runs per method
 #
 # Every stage resumes and skips when done: a stage that finished has a record in
@@ -48,9 +48,9 @@ BUDGET=${BUDGET:-6000}                    # controller decisions per cell (twice
 PPO_SEEDS=${PPO_SEEDS:-"0 1"}
 CELLS=${CELLS:-"F O P R"}
 P_BASE=${P_BASE:-constant}                # cell P: residual over Prodigy with a constant (or cosine) multiplier
-POPULATION=${POPULATION:-}                # #17: e.g. POPULATION=8 trains the cells on family populations
-RULE_AGENT=${RULE_AGENT:-}                # #18: the DAC4SGD winning rule's agent spec name
-DAC_FAMILY=${DAC_FAMILY:-}                # #18: the DAC4SGD family's spec name
+POPULATION=${POPULATION:-8}               # #17: family populations of 8 seeds per instance (empty: one env)
+RULE_AGENT=${RULE_AGENT-dac4sgd-winner}    # #18: the DAC4SGD winning rule (empty: skip)
+DAC_FAMILY=${DAC_FAMILY-dac4sgd-fashion-mnist}  # #18: the DAC4SGD family (empty: skip)
 REFERENCES=(step-grid-per-optimizer step-grid-family prodigy prodigy-cosine schedulefree constant-tuned
             cosine-tuned hypergradient-tuned warmup-cosine-per-optimizer step-grid-oracle)
 CHOICES=$RESULTS/choices
@@ -110,7 +110,7 @@ if wanted references; then
     done
 fi
 if wanted rule; then
-    if [ -z "$RULE_AGENT" ]; then echo "== rule: waits for #18 (set RULE_AGENT to the winning rule's agent spec)"
+    if [ -z "$RULE_AGENT" ]; then echo "== rule: skipped (RULE_AGENT is empty)"
     else stage "test-$RULE_AGENT" evaluate_on "$TEST" "$SEEDS" "$RESULTS/test/$RULE_AGENT" "$RULE_AGENT"; fi
 fi
 
@@ -131,7 +131,9 @@ cell_arguments() {  # the task fields of a cell
 train_cell() {  # train_cell CELL SEED
     local out=$RUNS/$1-s$2 resume=() population=()
     [ -d "$out/periodic" ] && resume=(--resume)
-    [ -n "$POPULATION" ] && population=(--population "$POPULATION")
+    # A population of N seeds per drawn instance (#17), with PPO's rollout kept at the 1-env recipe's 240
+    # decisions (same updates per decision). Cell P runs Prodigy, which a population cannot stack: one env.
+    [ -n "$POPULATION" ] && [ "$1" != P ] && population=(--population "$POPULATION" --rollout 240)
     # shellcheck disable=SC2046
     $LRGYM train $FAMILY $SET $(cell_arguments "$1") --seed "$2" --timesteps "$BUDGET" "${population[@]}" \
         --out "$out" --no-progress "${resume[@]}"
@@ -194,7 +196,7 @@ if wanted transfer; then
             --agents "step-grid-per-optimizer,ppo:$RUNS/$shipped,step-grid-family,$OTHERS,step-grid" \
             "${TRANSFERRED[@]}" --out "$RESULTS/transfer/$1-$2"
     done
-    if [ -z "$DAC_FAMILY" ]; then echo "== transfer to DAC4SGD: waits for #18 (set DAC_FAMILY and RULE_AGENT)"
+    if [ -z "$DAC_FAMILY" ]; then echo "== transfer to DAC4SGD: skipped (DAC_FAMILY is empty)"
     else
         # Three folders, so that the transferred and the target-tuned per-optimizer step decay (one name)
         # are never pooled: aggregate the cell's folder with either.

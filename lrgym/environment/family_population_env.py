@@ -19,6 +19,11 @@ them all; the next round draws the next instance and builds a new program for it
   ``instance`` at every step, ``instance_seed`` and ``instance_fields`` at reset.
 - **Counterfactuals.** With a reward that needs the base schedule's own run
   (``relative_terminal``), each member's base run is a base member of the same program.
+- **A randomised base** (``base_lr_spread > 0``, study 2's cell R) is drawn once per round,
+  from member 0's trainee seed as the single env draws it (:func:`episode_task`): the
+  members share one program and so one base schedule. Member 0 then equals the single env
+  exactly; members 1..N-1 run the round's base rather than the one their own seed would
+  draw (the spread across episodes is the same, it is shared within a round).
 
 A member may end before the others (it diverged): :meth:`restart` starts it again on the
 same instance with a new seed, in the same program; the SB3 wrapper
@@ -34,8 +39,9 @@ import numpy as np
 import torch
 from gymnasium.utils import seeding
 
+from lrgym.environment.episode import episode_task
 from lrgym.environment.family_env import as_family, family_episode_draws
-from lrgym.environment.lr_control_env import action_space, observation_space
+from lrgym.environment.lr_control_env import action_space, episode_draws, observation_space
 from lrgym.environment.population_env import PopulationEnv
 from lrgym.tasks.family import TaskFamily, instance_fields
 from lrgym.tasks.specs import TaskSpec
@@ -121,6 +127,10 @@ class FamilyPopulationEnv:
             raise ValueError(f"need one seed per member: {self.size} members, {len(seeds)} seeds")
         index = self.draw_instance(seeds[0]) if instance is None else int(instance)
         task = self.family.instance(index)
+        if task.base_lr_spread > 0:  # one base per round (see the module docstring), member 0's draw
+            _, env_seed = family_episode_draws(seeding.np_random(int(seeds[0]))[0], self.indices, index)
+            trainee_seed = episode_draws(task, seeding.np_random(env_seed)[0])[0]
+            task = episode_task(task, trainee_seed)
         if observation_space(task) != self.observation_space or action_space(task) != self.action_space:
             raise ValueError(f"instance {index} of {self.family.name!r} has other spaces than the family's")
         self.env, self.index = None, index  # the previous program goes before the next is built
