@@ -51,8 +51,9 @@ P_BASE=${P_BASE:-constant}                # cell P: residual over Prodigy with a
 POPULATION=${POPULATION:-8}               # #17: family populations of 8 seeds per instance (empty: one env)
 RULE_AGENT=${RULE_AGENT-dac4sgd-winner}    # #18: the DAC4SGD winning rule (empty: skip)
 DAC_FAMILY=${DAC_FAMILY-dac4sgd-fashion-mnist}  # #18: the DAC4SGD family (empty: skip)
-REFERENCES=(step-grid-per-optimizer step-grid-family prodigy prodigy-cosine schedulefree constant-tuned
-            cosine-tuned hypergradient-tuned warmup-cosine-per-optimizer step-grid-oracle)
+# shellcheck disable=SC2206
+REFERENCES=(${REFERENCES:-step-grid-per-optimizer step-grid-family prodigy prodigy-cosine schedulefree constant-tuned
+            cosine-tuned hypergradient-tuned warmup-cosine-per-optimizer step-grid-oracle})
 CHOICES=$RESULTS/choices
 
 wanted() { [[ " $STAGES " == *" all "* || " $STAGES " == *" $1 "* ]]; }
