@@ -128,3 +128,19 @@ def test_without_base_members_the_base_runs_serially_with_the_same_rewards(recip
     forget_base_runs()
     for k in range(2):
         assert_follows_the_family_env(recipe_family, trajectory[k], env.index, SEEDS[k], actions[k])
+
+
+def test_a_randomised_base_is_drawn_once_per_round_from_the_first_members_seed(recipe_family):
+    """Cell R (base_lr_spread): the members share one program, so one base; member 0 is the
+    single env exactly, and every member's reward is relative to that round's base."""
+    family = recipe_family.with_overrides(base_lr_spread=1.0)
+    env = FamilyPopulationEnv(family, 2, device="cpu")
+    actions = [actions_for(env.task, seed, env.task.decisions) for seed in SEEDS[:2]]
+    trajectory = population_round(env, SEEDS[:2], actions)
+    base_lr = env.env.task.base_schedule["initial_lr"]
+    assert env.env.task.base_lr_spread == 0 and base_lr != recipe_family.instance(env.index).base_schedule["initial_lr"]
+    assert 0.1 <= base_lr / 0.01 <= 10
+    forget_base_runs()
+    assert_follows_the_family_env(family, trajectory[0], env.index, SEEDS[0], actions[0])
+    env.start(SEEDS[1:2] + SEEDS[:1], env.index)  # another first seed: another base
+    assert env.env.task.base_schedule["initial_lr"] != base_lr
