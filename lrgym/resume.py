@@ -28,7 +28,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from lrgym.callbacks import TrainingProgress, periodic_checkpoints
 from lrgym.checkpoints.checkpoint import CARD_FILE, TRAINING_ROLES, read_card
 from lrgym.tasks.family import TaskFamily
-from lrgym.tasks.specs import AgentSpec, TaskSpec
+from lrgym.tasks.specs import AgentSpec, TaskSpec, without_later_defaults
 
 TRAINING_SEED_START = 10_000
 WALL_TIME_FILE = "wall_time.json"
@@ -98,7 +98,8 @@ def _check_same_run(
     card: dict[str, Any], task: TaskSpec, agent: AgentSpec, where: Path, family: TaskFamily | None = None
 ) -> None:
     """Resuming with another task, family or agent spec would mix two runs: refuse."""
-    pairs = [("task", card["task"], task.to_dict()), ("agent", card["agent"], agent.to_dict()),
+    # A task field added since the run was saved, holding its default, is no difference.
+    pairs = [("task", without_later_defaults(card["task"]), task.identity()), ("agent", card["agent"], agent.to_dict()),
              ("family", card.get("family") or {}, family.to_dict() if family else {})]
     for what, saved, now in pairs:
         now = json.loads(json.dumps(now))  # as the card holds it: tuples are lists

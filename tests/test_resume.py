@@ -65,6 +65,17 @@ def test_a_run_stopped_before_its_first_periodic_checkpoint_is_restarted_by_resu
         starting_point(out, True, task.replace(steps=task.steps + 1), agent, None, 1)
 
 
+def test_a_run_saved_before_a_task_field_existed_resumes_while_the_field_holds_its_default(tmp_path):
+    out = tmp_path / "run"
+    task, agent = shipped_run(out)
+    card = json.loads((out / "card.json").read_text())
+    del card["task"]["validation_percent"]  # a card written before the field was added
+    (out / "card.json").write_text(json.dumps(card))
+    assert starting_point(out, True, task, agent, None, 1).restarted
+    with pytest.raises(ValueError, match="differs from the saved run in validation_percent"):
+        starting_point(out, True, task.replace(validation_percent=10), agent, None, 1)
+
+
 def test_the_wall_clock_ticks_between_training_steps(tmp_path):
     path = tmp_path / WALL_TIME_FILE
     clock = WallClockCallback(path, time.perf_counter(), [], every_s=0.05)

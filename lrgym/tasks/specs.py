@@ -119,10 +119,7 @@ class TaskSpec:
         """:meth:`to_dict` without the fields added after the first release while they hold
         their defaults: what names caches (a step-grid choice), so that adding a field to
         the spec does not orphan the caches of tasks that do not use it."""
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
-                    for f in dataclasses.fields(self) if f.name in LATER_FIELDS}
-        return {key: value for key, value in self.to_dict().items()
-                if key not in LATER_FIELDS or value != defaults[key]}
+        return without_later_defaults(self.to_dict())
 
     def replace(self, **overrides: Any) -> TaskSpec:
         unknown = set(overrides) - {f.name for f in dataclasses.fields(self)}
@@ -131,6 +128,15 @@ class TaskSpec:
                 f"unknown task field(s) {sorted(unknown)}; valid: {sorted(task_field_names())}"
             )
         return dataclasses.replace(self, **overrides)
+
+
+def without_later_defaults(task: dict[str, Any]) -> dict[str, Any]:
+    """A task's dict (:meth:`TaskSpec.to_dict`, or one saved in a card) without the fields of
+    :data:`LATER_FIELDS` that hold their defaults: the same for a task saved before such a
+    field existed and for that task now."""
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(TaskSpec) if f.name in LATER_FIELDS}
+    return {key: value for key, value in task.items() if key not in LATER_FIELDS or value != defaults[key]}
 
 
 def task_field_names() -> list[str]:
