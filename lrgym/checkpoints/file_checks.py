@@ -12,7 +12,7 @@ writes the folder writes the hash too. These checks make every malformed file a 
   length, then at most :data:`MAX_HEADER_BYTES` of JSON) and checked against the file's
   size, so that a corrupt header, a pickle or zip put in its place, or a header declaring
   huge shapes or offsets is refused before safetensors or torch allocate anything;
-- :func:`check_card`: the fields acting and resuming read, each of the expected kind.
+- :func:`check_card`: the fields acting reads, each of the expected kind.
 
 Hand-written rather than left to ``safetensors``: its errors are tracebacks without the
 file's name, and its own header limit (100 MB) is far above what a controller needs.
@@ -124,14 +124,12 @@ CARD_FIELDS: dict[str, type] = {
     "policy": dict, "policy.name": str, "policy.observation_space": dict, "policy.action_space": dict,
     "files": dict,
 }
-RESUME_FIELDS: dict[str, type] = {"training_state": dict}
 
 
-def check_card(card: Any, path: Path, resume: bool = False) -> None:
-    """Refuse a card that lacks a field acting (and, with ``resume``, resuming) reads, or holds
-    one of another kind, naming the card file and the field."""
-    fields = {**CARD_FIELDS, **(RESUME_FIELDS if resume else {})}
-    for dotted, kind in fields.items():
+def check_card(card: Any, path: Path) -> None:
+    """Refuse a card that lacks a field acting reads, or holds one of another kind, naming the
+    card file and the field (resuming also reads ``training_state``: :mod:`lrgym.resume` checks it)."""
+    for dotted, kind in CARD_FIELDS.items():
         value: Any = card
         for key in dotted.split("."):
             value = value.get(key) if isinstance(value, dict) else None
