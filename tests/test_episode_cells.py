@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from lrgym.agents.ppo import acting_overrides
 from lrgym.environment.episode import EpisodeTracker, base_rates, episode_task
+from lrgym.tasks.optimizers import per_optimizer_key
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import OPTIMIZER_FEATURE_NAMES, SCALE_FREE_FEATURE_NAMES, optimizer_features
 
@@ -63,12 +64,20 @@ def test_scale_free_optimizer_env_passes_the_checker():
     gym_check_env(make(features="scale-free-optimizer", action="residual", base_schedule=PER_OPTIMIZER).unwrapped)
 
 
-@pytest.mark.parametrize(("optimizer", "rate"), [("adam", 0.001), ("sgd", 0.5), ("momentum", 0.05)])
+@pytest.mark.parametrize(("optimizer", "rate"), [("adam", 0.001), ("sgd", 0.5), ("momentum", 0.05), ("adamw", 0.001)])
 def test_a_per_optimizer_base_runs_the_entry_of_the_tasks_optimizer(optimizer, rate):
     env = make(action="residual", base_schedule=PER_OPTIMIZER, optimizer=optimizer, reward="relative_terminal")
     _, rewards, infos = rollout(env, [ZERO] * 4)
     assert infos[-1]["lr_trajectory"] == pytest.approx([rate, rate / 2, rate / 4, rate / 8])
     assert rewards[-1] == 0.0  # the base run is the same entry
+
+
+def test_an_optimizer_missing_from_a_per_optimizer_table_takes_its_kinds_entry():
+    """AdamW takes Adam's entry and SGD with momentum the momentum entry, as the one-hot sees them."""
+    assert per_optimizer_key({"adam": 1, "sgd": 2}, "adamw") == "adam"
+    assert per_optimizer_key({"momentum": 1, "sgd": 2}, "sgd", {"momentum": 0.9}) == "sgd"  # its own first
+    assert per_optimizer_key({"momentum": 1}, "sgd", {"momentum": 0.9}) == "momentum"
+    assert per_optimizer_key({"adam": 1}, "prodigy") is None and per_optimizer_key({"adam": 1}, "sgd") is None
 
 
 def test_a_per_optimizer_base_without_the_tasks_optimizer_is_refused_when_used():

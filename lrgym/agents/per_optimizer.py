@@ -48,6 +48,7 @@ from lrgym.agents.step_grid_family import (
 )
 from lrgym.runners.options import RUN_DEFAULTS, RunOptions
 from lrgym.tasks.family import TaskFamily, load_family
+from lrgym.tasks.optimizers import per_optimizer_key
 from lrgym.tasks.specs import AgentSpec, TaskSpec, load_agent_spec
 
 PER_OPTIMIZER_KIND = "step-grid-per-optimizer"
@@ -152,17 +153,21 @@ def _tune_each(family: TaskFamily, spec: AgentSpec, options: RunOptions) -> dict
     }
 
 
-def optimizer_choice(choice: Mapping[str, Any], optimizer: str) -> dict[str, Any]:
-    """The configuration ``choice`` gives optimizer ``optimizer``: its ``by_optimizer`` entry,
+def optimizer_choice(
+    choice: Mapping[str, Any], optimizer: str, optimizer_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The configuration ``choice`` gives optimizer ``optimizer``: its ``by_optimizer`` entry
+    (or its kind's: AdamW takes Adam's, :func:`~lrgym.tasks.optimizers.per_optimizer_key`),
     or the choice itself when it is one configuration for every optimizer (a family choice)."""
     if "by_optimizer" not in choice:
         return dict(choice)
     table = choice["by_optimizer"]
-    if optimizer not in table:
+    key = per_optimizer_key(table, optimizer, optimizer_kwargs)
+    if key is None:
         raise ValueError(
             f"the per-optimizer choice has no configuration for optimizer {optimizer!r}; it has: {', '.join(table)}"
         )
-    return dict(table[optimizer])
+    return dict(table[key])
 
 
 def family_tuned_choice(
@@ -224,7 +229,7 @@ def make_per_optimizer_agent(spec: AgentSpec, task: TaskSpec, **options: Any) ->
     now, or read from ``cache_dir``; with ``jobs``, ``progress`` and the env options).
     """
     check_agent_options(spec, options, AGENT_OPTIONS, PER_OPTIMIZER_PARAMS)
-    return choice_agent(optimizer_choice(_choice(spec, options), task.optimizer))
+    return choice_agent(optimizer_choice(_choice(spec, options), task.optimizer, task.optimizer_kwargs))
 
 
 def make_tuned_rate_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> Agent:
@@ -233,5 +238,5 @@ def make_tuned_rate_agent(spec: AgentSpec, task: TaskSpec, **options: Any) -> Ag
     ``rate_from``'s choice)."""
     check_agent_options(spec, options, AGENT_OPTIONS, TUNED_RATE_PARAMS)
     _rate_from(spec)  # a bad spec fails before any tuning
-    rate = optimizer_choice(_choice(spec, options), task.optimizer)["initial_lr"]
+    rate = optimizer_choice(_choice(spec, options), task.optimizer, task.optimizer_kwargs)["initial_lr"]
     return make_agent(str(spec.params.get("agent")), task, initial_lr=float(rate))

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from lrgym.environment.rewards import Divergence, Outcome, reward_rule
+from lrgym.tasks.optimizers import per_optimizer_key
 from lrgym.tasks.specs import TaskSpec
 from lrgym.trainee.features import FEATURE_SETS, Measurement, ScaleFreeFeatures, observation, optimizer_features
 from lrgym.trainee.schedule_rates import SCHEDULE_KEYS, scheduler_rates
@@ -102,12 +103,13 @@ def task_base_schedule(task: TaskSpec) -> dict[str, Any]:
     if base is None:
         raise ValueError(f"task {task.name!r} has no base_schedule")
     if "by_optimizer" in base:
-        if task.optimizer not in base["by_optimizer"]:
+        key = per_optimizer_key(base["by_optimizer"], task.optimizer, task.optimizer_kwargs)
+        if key is None:
             raise ValueError(
                 f"task {task.name!r}: the per-optimizer base_schedule has no schedule for optimizer "
                 f"{task.optimizer!r}; it has: {', '.join(base['by_optimizer'])}"
             )
-        base = base["by_optimizer"][task.optimizer]
+        base = base["by_optimizer"][key]
     return base
 
 

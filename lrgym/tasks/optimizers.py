@@ -7,7 +7,8 @@ every other optimizer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,3 +52,25 @@ def build_optimizer(name: str, model: nn.Module, lr: float, **kwargs) -> torch.o
     if name not in OPTIMIZERS:
         raise unknown_name_error("optimizer", name, list(OPTIMIZERS))
     return OPTIMIZERS[name](list(model.parameters()), lr, **kwargs)
+
+
+def optimizer_kind(optimizer: str, optimizer_kwargs: Mapping[str, Any] | None = None) -> str | None:
+    """The kind of a trainee optimizer, as far as its learning rate goes: ``"adam"`` (Adam,
+    AdamW), ``"momentum"`` (``momentum``, or ``sgd`` with ``momentum > 0``) or ``"sgd"``;
+    ``None`` for optimizers that set their own step size (Prodigy, Schedule-Free). Good rates
+    differ by decades between kinds and little within one (AdamW is Adam with decoupled
+    weight decay)."""
+    if optimizer == "sgd":
+        return "momentum" if float((optimizer_kwargs or {}).get("momentum", 0.0)) > 0 else "sgd"
+    return {"adam": "adam", "adamw": "adam", "momentum": "momentum"}.get(optimizer)
+
+
+def per_optimizer_key(
+    table: Mapping[str, Any], optimizer: str, optimizer_kwargs: Mapping[str, Any] | None = None
+) -> str | None:
+    """The entry of a per-optimizer table (``{by_optimizer: ...}`` of a tuned choice) that
+    serves ``optimizer``: its own, else its kind's (AdamW takes Adam's), else ``None``."""
+    if optimizer in table:
+        return optimizer
+    kind = optimizer_kind(optimizer, optimizer_kwargs)
+    return kind if kind in table else None

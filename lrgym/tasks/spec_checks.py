@@ -15,7 +15,7 @@ import numbers
 from collections.abc import Mapping
 from typing import Any
 
-from lrgym.tasks.optimizers import OPTIMIZERS, build_optimizer
+from lrgym.tasks.optimizers import OPTIMIZERS, build_optimizer, per_optimizer_key
 
 MAX_DIVERGENCE_LOSS = 1e6  # a loss threshold above this is none (and its penalty could overflow)
 
@@ -212,7 +212,8 @@ def _base_problems(values: dict[str, Any], spec: Any, needs_base_schedule: dict[
         return [f"{using[0]} needs base_schedule (a step-grid choice: {{scheduler, initial_lr, kwargs}}), "
                 "e.g. from `lrgym tune`"]
     optimizer = values.get("optimizer")
-    if using and base is not None and "by_optimizer" in base and optimizer not in base["by_optimizer"]:
+    if (using and base is not None and "by_optimizer" in base
+            and per_optimizer_key(base["by_optimizer"], optimizer, values.get("optimizer_kwargs")) is None):
         return [f"{using[0]}: the per-optimizer base_schedule has no schedule for optimizer {optimizer!r}; "
                 f"it has: {', '.join(base['by_optimizer'])}"]
     return []

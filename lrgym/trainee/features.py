@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lrgym.tasks.optimizers import optimizer_kind
+
 FEATURE_NAMES = (
     "train_loss",  # mean training loss over the last interval
     "val_loss",  # loss on the episode's fixed validation subset
@@ -209,10 +211,7 @@ def optimizer_features(optimizer: str, optimizer_kwargs: dict | None = None) -> 
     Optimizers that set their own step size (``prodigy``, ``schedulefree-*``) are none of
     them: all three 0.
     """
-    momentum = float((optimizer_kwargs or {}).get("momentum", 0.0))
-    kind = {"adam": "adam", "adamw": "adam", "momentum": "momentum"}.get(optimizer)
-    if optimizer == "sgd":
-        kind = "momentum" if momentum > 0 else "sgd"
+    kind = optimizer_kind(optimizer, optimizer_kwargs)
     return tuple(float(name == f"optimizer_{kind}") for name in OPTIMIZER_FEATURE_NAMES)
 
 
