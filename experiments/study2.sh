@@ -176,10 +176,13 @@ if wanted final; then
     done
 fi
 if wanted aggregate; then
+    # Every finished evaluation (the oracle may still be tuning: its folder then holds only its cache).
+    finished=(); for folder in "$RESULTS"/test/*; do [ -f "$folder/results.csv" ] && finished+=("$folder"); done
+    oracle=""; [ -f "$RESULTS/test/step-grid-oracle/results.csv" ] && oracle=step-grid-oracle,
     shipped=$(cat "$RESULTS/selection/shipped.txt" 2>/dev/null || true)
-    plot=(); [ -n "$shipped" ] && plot=(--plot-agents "ppo:$shipped,step-grid-oracle,warmup-cosine-per-optimizer")
-    stage aggregate $LRGYM aggregate "$RESULTS"/test/* --reference step-grid-per-optimizer \
-        --compare-with prodigy,step-grid-family,step-grid-oracle,warmup-cosine-per-optimizer,schedulefree \
+    plot=(); [ -n "$shipped" ] && plot=(--plot-agents "ppo:$shipped,${oracle}warmup-cosine-per-optimizer")
+    stage aggregate $LRGYM aggregate "${finished[@]}" --reference step-grid-per-optimizer \
+        --compare-with "prodigy,step-grid-family,${oracle}warmup-cosine-per-optimizer,schedulefree${RULE_AGENT:+,$RULE_AGENT}" \
         "${plot[@]}" --out "$RESULTS/aggregate"
 fi
 
