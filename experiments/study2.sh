@@ -199,6 +199,10 @@ if wanted transfer; then
         stage "transfer-$1-$2" $LRGYM evaluate "$1" --set optimizer="$2" --seeds 5 --jobs "$JOBS" --allow-long-tuning \
             --agents "step-grid-per-optimizer,ppo:$RUNS/$shipped,step-grid-family,$OTHERS,step-grid" \
             "${TRANSFERRED[@]}" --out "$RESULTS/transfer/$1-$2"
+        # One task: seed-resampled intervals only. The yardstick is the step decay tuned on the target itself.
+        stage "transfer-$1-$2-aggregate" $LRGYM aggregate "$RESULTS/transfer/$1-$2" --reference step-grid \
+            --compare-with "prodigy,schedulefree,step-grid-per-optimizer${RULE_AGENT:+,$RULE_AGENT}" \
+            --out "$RESULTS/transfer/$1-$2/aggregate"
     done
     if [ -z "$DAC_FAMILY" ]; then echo "== transfer to DAC4SGD: skipped (DAC_FAMILY is empty)"
     else
