@@ -184,6 +184,11 @@ if wanted aggregate; then
     stage aggregate $LRGYM aggregate "${finished[@]}" --reference step-grid-per-optimizer \
         --compare-with "prodigy,step-grid-family,${oracle}warmup-cosine-per-optimizer,schedulefree${RULE_AGENT:+,$RULE_AGENT}" \
         "${plot[@]}" --out "$RESULTS/aggregate"
+    if [ -n "$oracle" ]; then  # the moonshot's yardstick: every cell and the main references against the oracle
+        stage aggregate-oracle $LRGYM aggregate "$RESULTS"/test/[FOPR]-s* "$RESULTS"/test/step-grid-oracle \
+            "$RESULTS"/test/step-grid-per-optimizer "$RESULTS"/test/prodigy --reference step-grid-oracle \
+            --out "$RESULTS/aggregate-oracle"
+    fi
 fi
 
 # ---------------------------------------------------------------------------- transfer (no retraining)
