@@ -13,7 +13,6 @@ nothing scores 0 everywhere.
 
 from __future__ import annotations
 
-import csv
 import math
 import sys
 from collections import defaultdict
@@ -21,16 +20,16 @@ from pathlib import Path
 
 import numpy as np
 
+from lrgym.evaluation.outputs import read_results
+
 BASES = {"F": "step-grid-family", "R": "step-grid-family", "O": "step-grid-per-optimizer", "P": "prodigy"}
 
 
-def rates(folder: Path) -> dict[tuple[str, str, int], tuple[float, str]]:
+def rates(folder: Path) -> dict[tuple[int, int, int], tuple[float, str]]:
     """(instance, seed, decision) -> (rate, trainee optimizer) of one evaluation folder."""
-    with open(folder / "results.csv", newline="") as file:
-        optimizers = {row["instance"]: row["trainee_optimizer"] for row in csv.DictReader(file)}
-    with open(folder / "trajectories.csv", newline="") as file:
-        return {(row["instance"], row["seed"], int(row["decision"])): (float(row["lr"]), optimizers[row["instance"]])
-                for row in csv.DictReader(file)}
+    optimizers = {row["instance"]: row["trainee_optimizer"] for row in read_results(folder / "results.csv")}
+    return {(row["instance"], row["seed"], int(row["decision"])): (row["lr"], optimizers[row["instance"]])
+            for row in read_results(folder / "trajectories.csv")}
 
 
 def main(split: Path) -> None:
